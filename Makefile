@@ -1,0 +1,23 @@
+# ganeti-extstorage-gluster: see README.md
+PYTHON := /usr/bin/python3
+HARNESS := $(PYTHON) tests/harness/local_gluster.py
+
+.PHONY: deps test unit demo gluster-up gluster-down
+
+deps:
+	tests/harness/install-deps
+
+test: deps
+	tests/run-all
+
+unit: deps
+	$(PYTHON) -m pytest -q -p no:cacheprovider tests/unit
+
+demo: deps
+	tests/harness/demo
+
+gluster-up: deps
+	$(HARNESS) up
+
+gluster-down:
+	$(HARNESS) down

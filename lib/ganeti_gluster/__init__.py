@@ -1,0 +1,3 @@
+"""GlusterFS ExtStorage provider for Ganeti."""
+
+__version__ = "0.1.0"

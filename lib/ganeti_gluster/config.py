@@ -1,0 +1,223 @@
+"""Settings for one disk: EXTP_* > named pool > GLUSTER_* env > dotenv file > defaults.
+
+Disk settings can be given per disk (`--disk 0:volume=gv0,...` reaches us as
+EXTP_VOLUME), in a named pool, or node-wide. Node settings (where to mount,
+how long to wait, ...) are never taken from per-disk parameters: those come
+from whoever may modify an instance, not from the node's administrator.
+
+A pool is a named bundle of disk settings defined node-wide, for example
+GLUSTER_POOL_FAST_VOLUME=gv1; a disk picks it with pool=fast (EXTP_POOL),
+or the design dialect's POOL variable.
+"""
+
+import os
+import re
+import socket
+import stat
+from dataclasses import dataclass
+
+from . import validate
+from .errors import BadInput
+
+DEFAULT_CONFIG_PATH = "/etc/ganeti/extstorage/gluster.env"
+CONFIG_PATH_VARIABLE = "GLUSTER_CONFIG"
+PREALLOCATION_MODES = ("sparse", "falloc", "full")
+USERSPACE_MODES = ("auto", "always", "never")
+
+# name -> (checker, default); None as default means "must be set somewhere".
+DISK_SETTINGS = {
+    "servers": (validate.hosts, None),
+    "port": (validate.port, "24007"),
+    "volume": (validate.volume, None),
+    "dir": (validate.directory, "ganeti"),
+    "preallocation": (lambda s, v: validate.choice(s, v, PREALLOCATION_MODES), "sparse"),
+}
+NODE_SETTINGS = {
+    "mount_base": (validate.absolute_path, "/run/ganeti-gluster"),
+    "mount_timeout": (lambda s, v: validate.positive_number(s, v, 3600), "60"),
+    "lock_timeout": (lambda s, v: validate.positive_number(s, v, 3600), "300"),
+    "command_timeout": (lambda s, v: validate.positive_number(s, v, 3600), "30"),
+    "strict_open": (validate.boolean, "no"),
+    "userspace": (lambda s, v: validate.choice(s, v, USERSPACE_MODES), "auto"),
+    "node_name": (validate.node, None),
+    "min_free_percent": (lambda s, v: validate.positive_number(s, v, 100), "5"),
+    "debug": (validate.boolean, "no"),
+    "pool": (validate.pool, None),
+}
+# Per-disk parameters Ganeti passes besides ours.
+GANETI_PARAMETERS = {
+    "provider": lambda s, v: validate.text(s, v),
+    "access": lambda s, v: validate.choice(s, v, ("kernelspace", "userspace")),
+}
+PARAMETER_DESCRIPTIONS = {
+    "servers": "GlusterFS servers, comma-separated; the first is the primary, the rest are backup volfile servers",
+    "port": "glusterd port of the servers (default 24007)",
+    "volume": "GlusterFS volume holding the disk images",
+    "dir": "directory inside the volume for the disk images (default ganeti)",
+    "preallocation": "sparse (default), falloc or full",
+    "pool": "a named pool of settings defined in the node's configuration file",
+}
+_POOL_KEY = re.compile(r"POOL_([A-Za-z0-9_]+?)_(" + "|".join(k.upper() for k in DISK_SETTINGS) + r")")
+
+
+@dataclass(frozen=True)
+class Settings:
+    servers: tuple
+    port: int
+    volume: str
+    dir: str
+    preallocation: str
+    pool: str
+    mount_base: str
+    mount_timeout: float
+    lock_timeout: float
+    command_timeout: float
+    strict_open: bool
+    userspace: str
+    node_name: str
+    min_free_percent: float
+    debug: bool
+    config_path: str
+
+    def require(self, name):
+        """A disk setting that has no default: its value, or how to set it."""
+        value = getattr(self, name)
+        if value is None:
+            raise BadInput(f"no {name} configured: set {name}=... on the disk, or "
+                           f"GLUSTER_{name.upper()} in {self.config_path}")
+        return value
+
+
+class _Layer:
+    """One source of settings: a mapping from KEY to value, and its name."""
+
+    def __init__(self, values, describe):
+        self.values = values
+        self.describe = describe
+
+    def get(self, key):
+        if key in self.values:
+            return self.values[key], self.describe(key)
+        return None
+
+
+def read_config_file(path, required):
+    """The dotenv file as {KEY: value}; it must be root's and not writable by others."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        if required:
+            raise BadInput(f"configuration file {path} does not exist") from None
+        return {}
+    except OSError as exc:
+        raise BadInput(f"cannot read configuration file {path}: {exc.strerror}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise BadInput(f"configuration file {path} is not a regular file")
+    if info.st_uid != os.geteuid() or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise BadInput(f"configuration file {path} must be owned by root and writable "
+                       "by no one else (it is read by root): chmod 600")
+    from dotenv import dotenv_values  # costly import, needed only when a file exists
+
+    try:
+        values = dotenv_values(path, interpolate=False)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInput(f"cannot read configuration file {path}: {exc}") from None
+    result = {}
+    for key, value in values.items():
+        if not key.startswith("GLUSTER_"):
+            raise BadInput(f"{path}: unknown setting {key!r} (settings start with GLUSTER_)")
+        if value is None:
+            raise BadInput(f"{path}: {key} has no value")
+        result[key[len("GLUSTER_"):]] = value
+    return result
+
+
+def _check_known(keys, describe):
+    for key in keys:
+        lowered = key.lower()
+        if lowered in DISK_SETTINGS or lowered in NODE_SETTINGS or _POOL_KEY.fullmatch(key):
+            continue
+        known = ", ".join(sorted(k.upper() for k in (*DISK_SETTINGS, *NODE_SETTINGS)))
+        raise BadInput(f"unknown setting {describe(key)} (known: {known}, POOL_<NAME>_<SETTING>)")
+
+
+def check_parameters(params):
+    """EXTP_* parameters: known names and valid values, or a clear error."""
+    for name, value in params.items():
+        source = f"EXTP_{name.upper()}"
+        if name in GANETI_PARAMETERS:
+            GANETI_PARAMETERS[name](source, value)
+        elif name in DISK_SETTINGS:
+            DISK_SETTINGS[name][0](source, value)
+        elif name == "pool":
+            validate.pool(source, value)
+        else:
+            known = ", ".join(sorted((*DISK_SETTINGS, "pool", *GANETI_PARAMETERS)))
+            raise BadInput(f"unknown disk parameter {name!r} ({source}); known: {known}")
+
+
+def load(params, environ, pool=None):
+    """Resolves every setting for one disk. `params` are the EXTP_* values
+    (lower-case names); `pool` is the design dialect's POOL, if any."""
+    check_parameters(params)
+    env_values = {k[len("GLUSTER_"):]: v for k, v in environ.items()
+                  if k.startswith("GLUSTER_") and k != CONFIG_PATH_VARIABLE}
+    _check_known(env_values, lambda k: f"GLUSTER_{k} in the environment")
+
+    path = environ.get(CONFIG_PATH_VARIABLE)
+    if path is not None:
+        validate.absolute_path(CONFIG_PATH_VARIABLE, path)
+    file_values = read_config_file(path or DEFAULT_CONFIG_PATH, required=path is not None)
+    config_path = path or DEFAULT_CONFIG_PATH
+    _check_known(file_values, lambda k: f"GLUSTER_{k} in {config_path}")
+
+    env_layer = _Layer(env_values, lambda k: f"GLUSTER_{k}")
+    file_layer = _Layer(file_values, lambda k: f"GLUSTER_{k} in {config_path}")
+    node_layers = [env_layer, file_layer]
+
+    def first(layers, key):
+        for layer in layers:
+            found = layer.get(key)
+            if found is not None:
+                return found
+        return None
+
+    resolved = {}
+    for name, (check, default) in NODE_SETTINGS.items():
+        found = first(node_layers, name.upper())
+        if found is None:
+            value, source = default, f"the default {name}"
+        else:
+            value, source = found
+        resolved[name] = check(source, value) if value is not None else None
+
+    chosen_pool = resolved["pool"]
+    if pool is not None:
+        chosen_pool = validate.pool("POOL", pool)
+    if "pool" in params:
+        chosen_pool = validate.pool("EXTP_POOL", params["pool"])
+    resolved["pool"] = chosen_pool
+
+    disk_layers = [_Layer({k.upper(): v for k, v in params.items()}, lambda k: f"EXTP_{k}")]
+    if chosen_pool:
+        prefix = f"POOL_{chosen_pool.upper()}_"
+        pool_layers = [_Layer({k[len(prefix):]: v for k, v in layer.values.items()
+                               if k.upper().startswith(prefix)}, lambda k, l=layer: l.describe(prefix + k))
+                       for layer in node_layers]
+        if not any(layer.values for layer in pool_layers):
+            raise BadInput(f"pool {chosen_pool!r} is not defined (no GLUSTER_{prefix}* settings "
+                           f"in the environment or {config_path})")
+        disk_layers += pool_layers
+    disk_layers += node_layers
+
+    for name, (check, default) in DISK_SETTINGS.items():
+        found = first(disk_layers, name.upper())
+        if found is None:
+            value, source = default, f"the default {name}"
+        else:
+            value, source = found
+        resolved[name] = check(source, value) if value is not None else None
+
+    if resolved["node_name"] is None:
+        resolved["node_name"] = validate.node("the host name", socket.gethostname())
+    return Settings(config_path=config_path, **resolved)

@@ -1,0 +1,65 @@
+"""Questions to glusterd through the gluster CLI (read-only, over TCP).
+
+`gluster --remote-host` always talks to port 24007: for servers on another
+port these checks are skipped rather than asked of the wrong daemon.
+"""
+
+import xml.etree.ElementTree as ElementTree
+
+from .errors import ProviderError
+
+DEFAULT_PORT = 24007
+
+
+class VolumeInfo:
+    def __init__(self, element):
+        self.name = element.findtext("name")
+        self.status = element.findtext("statusStr")
+        self.type = element.findtext("typeStr")
+        self.replica_count = int(element.findtext("replicaCount") or 1)
+        self.options = {o.findtext("name"): o.findtext("value")
+                        for o in element.iter("option")}
+
+    @property
+    def started(self):
+        return self.status == "Started"
+
+
+def _query(runner, host, timeout, args):
+    command = ["gluster", f"--remote-host={host}", "--mode=script",
+               f"--timeout={max(1, int(timeout))}"] + args + ["--xml"]
+    result = runner.run(command, timeout=timeout + 5, check=False)
+    try:
+        root = ElementTree.fromstring(result.stdout)
+    except ElementTree.ParseError:
+        detail = (result.stderr or result.stdout).strip().splitlines()
+        raise ProviderError(f"gluster CLI could not ask {host}: "
+                            f"{detail[-1] if detail else 'no answer'}") from None
+    return root
+
+
+def volume_info(runner, host, port, volume, timeout):
+    """VolumeInfo, or None if the volume does not exist."""
+    if port != DEFAULT_PORT:
+        raise ProviderError(f"cannot query glusterd on port {port}: the gluster CLI only "
+                            f"talks to port {DEFAULT_PORT}")
+    root = _query(runner, host, timeout, ["volume", "info", volume])
+    # 'volume info nosuch --xml' exits 0: the answer is in opRet.
+    if root.findtext("opRet") != "0":
+        error = root.findtext("opErrstr") or ""
+        if "does not exist" in error:
+            return None
+        raise ProviderError(f"gluster volume info {volume} on {host} failed: {error}")
+    element = root.find("volInfo/volumes/volume")
+    return VolumeInfo(element) if element is not None else None
+
+
+def volume_state(runner, host, port, volume, timeout):
+    """'started', 'stopped', 'missing' or 'unknown' (could not ask)."""
+    try:
+        info = volume_info(runner, host, port, volume, timeout)
+    except ProviderError:
+        return "unknown"
+    if info is None:
+        return "missing"
+    return "started" if info.started else "stopped"

@@ -1,0 +1,94 @@
+"""Node-local locks (flock) guarding shared state: mounts, loop devices, disks.
+
+Ganeti runs the scripts of different disks concurrently. A volume's lock is
+held shared by every operation that uses its mount, exclusively while the
+mount is made or released; a disk's lock is held by whatever changes that
+disk. Every wait is bounded.
+"""
+
+import errno
+import fcntl
+import os
+import time
+
+from .errors import ProviderError
+
+_POLL_SECONDS = 0.02
+
+
+class Lock:
+    def __init__(self, path, what, timeout):
+        self.path = path
+        self.what = what
+        self.timeout = timeout
+        self.fd = None
+        self.mode = None
+
+    def acquire(self, exclusive=True):
+        mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+        if self.fd is not None:
+            self._flock(mode)
+            return self
+        deadline = time.monotonic() + self.timeout
+        while True:
+            os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                self.fd = fd
+                self._flock(mode, deadline)
+            except BaseException:
+                self.fd = None
+                os.close(fd)
+                raise
+            # The file may have been unlinked (by remove_file) while we waited.
+            try:
+                if os.stat(self.path).st_ino == os.fstat(fd).st_ino:
+                    return self
+            except FileNotFoundError:
+                pass
+            self.fd = None
+            os.close(fd)
+
+    def _flock(self, mode, deadline=None):
+        deadline = deadline or time.monotonic() + self.timeout
+        while True:
+            try:
+                fcntl.flock(self.fd, mode | fcntl.LOCK_NB)
+                self.mode = mode
+                return
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+            if time.monotonic() >= deadline:
+                raise ProviderError(f"timed out after {self.timeout:g} s waiting for the lock "
+                                    f"on {self.what} ({self.path}); another script is still working on it")
+            time.sleep(_POLL_SECONDS)
+
+    def try_exclusive(self):
+        """Upgrades to exclusive without waiting; False if someone else holds it."""
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            self.mode = fcntl.LOCK_EX
+            return True
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+            return False
+
+    def remove_file(self):
+        """Unlinks the lock file while holding it (e.g. when its disk is gone)."""
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+
+    def release(self):
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.release()

@@ -1,0 +1,96 @@
+"""Loop devices over image files: find by backing file, attach, resize, detach.
+
+A loop device is found by the device and inode of its backing file, read with
+LOOP_GET_STATUS64, not by path alone: loop devices are global, but FUSE mounts
+are per mount namespace, so the same path can name another namespace's mount.
+"""
+
+import fcntl
+import glob
+import os
+import struct
+
+from .errors import ProviderError
+
+LOOP_GET_STATUS64 = 0x4C05
+_LOOP_INFO64 = struct.Struct("=QQQQQIIII64s64s32s2Q")
+_SYS_BLOCK = "/sys/block"
+LOSETUP_TIMEOUT = 30
+
+
+def _read(path):
+    try:
+        with open(path) as handle:
+            return handle.read().strip()
+    except OSError:
+        return None
+
+
+def bound_devices():
+    """(device, backing file path) of every loop device in use."""
+    result = []
+    for entry in glob.glob(f"{_SYS_BLOCK}/loop*/loop/backing_file"):
+        backing = _read(entry)
+        if backing:
+            result.append(("/dev/" + entry.split("/")[3], backing))
+    return result
+
+
+def _backing_identity(device):
+    """(st_dev, st_ino) of the device's backing file, or None if unbound."""
+    try:
+        fd = os.open(device, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        info = fcntl.ioctl(fd, LOOP_GET_STATUS64, bytes(_LOOP_INFO64.size))
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    lo_device, lo_inode = _LOOP_INFO64.unpack(info)[:2]
+    return lo_device, lo_inode
+
+
+def _detaching(device):
+    # autoclear is set when a detach was asked for while the device was
+    # still open: it vanishes at the last close, so it must not be reused.
+    return _read(f"{_SYS_BLOCK}/{os.path.basename(device)}/loop/autoclear") == "1"
+
+
+def find(image_path, image_stat):
+    """The loop device backed by this very file, or None."""
+    identity = (image_stat.st_dev, image_stat.st_ino)
+    for device, backing in bound_devices():
+        if backing.removesuffix(" (deleted)") == image_path \
+                and _backing_identity(device) == identity and not _detaching(device):
+            return device
+    return None
+
+
+def users_of(directory):
+    """Loop devices whose backing file path lies under `directory`."""
+    prefix = directory.rstrip("/") + "/"
+    return [(device, backing) for device, backing in bound_devices() if backing.startswith(prefix)]
+
+
+def attach(image_path, runner):
+    result = runner.run(["losetup", "--find", "--show", "--direct-io=on", image_path],
+                        timeout=LOSETUP_TIMEOUT)
+    device = result.stdout.strip()
+    if not device.startswith("/dev/loop"):
+        raise ProviderError(f"losetup printed no loop device for {image_path}")
+    return device
+
+
+def detach(device, runner):
+    runner.run(["losetup", "--detach", device], timeout=LOSETUP_TIMEOUT)
+
+
+def size_bytes(device):
+    sectors = _read(f"{_SYS_BLOCK}/{os.path.basename(device)}/size")
+    return int(sectors) * 512 if sectors else None
+
+
+def refresh_capacity(device, runner):
+    runner.run(["losetup", "--set-capacity", device], timeout=LOSETUP_TIMEOUT)

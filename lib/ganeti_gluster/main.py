@@ -1,0 +1,89 @@
+"""Dispatch by script name, and the single error boundary.
+
+stdout carries results only, printed at the very end; every diagnostic goes
+to stderr, and a failure's last line is its reason.
+"""
+
+import os
+import sys
+import traceback
+
+from . import diag
+from .errors import EXIT_BAD_INPUT, EXIT_FAILURE, ProviderError
+from .runner import SAFE_PATH, Runner
+
+USAGE = {
+    "create": ("Create a disk image.",
+               "VOL_NAME VOL_SIZE (MiB) [VOL_UUID VOL_CNAME]  |  design dialect: INSTANCE_NAME "
+               "DISK_INDEX DISK_SIZE [POOL] -> prints the logical ID"),
+    "attach": ("Map the disk on this node; prints the block device, then kvm:<gluster URI>.",
+               "VOL_NAME  |  design dialect: LOGICAL_ID"),
+    "detach": ("Unmap the disk on this node (and forget this node's open).",
+               "VOL_NAME  |  design dialect: LOGICAL_ID"),
+    "remove": ("Remove the disk image; one already gone is success.",
+               "VOL_NAME  |  design dialect: LOGICAL_ID"),
+    "grow": ("Grow the disk to VOL_NEW_SIZE MiB (never shrinks).", "VOL_NAME VOL_NEW_SIZE [VOL_SIZE]"),
+    "resize": ("Design dialect: grow the disk to DISK_SIZE MiB; prints the new size.",
+               "LOGICAL_ID DISK_SIZE"),
+    "rename": ("Design dialect: rename the disk after NEW_INSTANCE_NAME; prints the new logical ID.",
+               "LOGICAL_ID NEW_INSTANCE_NAME [DISK_INDEX]"),
+    "setinfo": ("Store VOL_METADATA with the disk image.", "VOL_NAME VOL_METADATA"),
+    "open": ("Record that this node holds the disk open.", "VOL_NAME VOL_OPEN_EXCLUSIVE=True|False"),
+    "close": ("Forget this node's open of the disk.", "VOL_NAME"),
+    "snapshot": ("Copy the disk (keeping holes) to VOL_SNAPSHOT_NAME.",
+                 "VOL_NAME VOL_SNAPSHOT_NAME [VOL_SNAPSHOT_SIZE]"),
+    "verify": ("Check configuration and volume. Arguments: checks to run "
+               "(config server volume odirect space; default all).", "[VOL_NAME]"),
+}
+
+
+def usage(action):
+    summary, variables = USAGE.get(action, ("GlusterFS ExtStorage provider for Ganeti.", ""))
+    return (f"usage: {action}{' [CHECK...]' if action == 'verify' else ''}\n"
+            f"{summary}\n"
+            f"Environment: {variables}\n"
+            "Disk parameters (EXTP_*): servers port volume dir preallocation pool\n"
+            "Node settings: GLUSTER_* variables or the file named by GLUSTER_CONFIG "
+            "(default /etc/ganeti/extstorage/gluster.env); GLUSTER_DEBUG=yes for verbose logs.\n")
+
+
+def main(action, args, environ=None, runner=None, stdout=None):
+    environ = os.environ if environ is None else environ
+    stdout = stdout or sys.stdout
+    if args and args[0] in ("-h", "--help"):
+        stdout.write(usage(action))
+        return 0
+    if action not in USAGE:
+        sys.stderr.write(usage(action))
+        sys.stderr.write(f"gluster: error: unknown script name {action!r}\n")
+        return EXIT_BAD_INPUT
+    if args and action != "verify":
+        sys.stderr.write(usage(action))
+        diag.configure(f"gluster {action}", False)
+        diag.error(f"{action} takes no arguments; its input is the environment")
+        return EXIT_BAD_INPUT
+    os.environ["PATH"] = SAFE_PATH
+    diag.configure(f"gluster {action}", environ.get("GLUSTER_DEBUG", "").lower() in ("1", "yes", "true", "on"))
+    try:
+        from . import config, operations, request
+
+        req = request.parse(action, environ)
+        settings = config.load(req.params, environ, req.pool)
+        diag.configure(f"gluster {action}", settings.debug or diag.debugging())
+        lines = operations.SCRIPTS[action](req, settings, runner or Runner(), list(args))
+    except ProviderError as exc:
+        if exc.output:
+            stdout.write("".join(line + "\n" for line in exc.output))
+            stdout.flush()
+        diag.error(str(exc))
+        return exc.exit_code
+    except KeyboardInterrupt:
+        diag.error("interrupted")
+        return EXIT_FAILURE
+    except Exception as exc:  # a bug: keep the traceback, still end with one line
+        traceback.print_exc(file=sys.stderr)
+        diag.error(f"internal error: {type(exc).__name__}: {exc}")
+        return EXIT_FAILURE
+    stdout.write("".join(line + "\n" for line in lines))
+    stdout.flush()
+    return 0

@@ -1,0 +1,245 @@
+"""The one FUSE mount of a volume on this node, shared by all its disks.
+
+mount.glusterfs cannot be trusted to report failure, so a mount is verified
+in /proc/self/mountinfo; when it fails we find out why (server unreachable?
+volume missing or stopped?) and say so. A dead mount (its client process is
+gone: every access fails with ENOTCONN) is replaced when nothing uses it.
+"""
+
+import errno
+import os
+import socket
+import time
+
+from . import diag, gluster_cli, loopdev
+from .errors import ProviderError
+from .locks import Lock
+
+MOUNT_ATTEMPTS = 3
+RETRY_PAUSE_SECONDS = 1.0
+PROBE_TIMEOUT = 3.0
+UMOUNT_TIMEOUT = 30
+FSTYPE = "fuse.glusterfs"
+
+
+def _unescape(field):
+    # mountinfo escapes space, tab, newline and backslash as octal.
+    return field.encode().decode("unicode_escape") if "\\" in field else field
+
+
+def mount_entry(mount_point, mountinfo="/proc/self/mountinfo"):
+    """(fstype, source) of what is mounted at mount_point, or None."""
+    found = None
+    with open(mountinfo) as handle:
+        for line in handle:
+            fields = line.split()
+            if len(fields) < 10 or _unescape(fields[4]) != mount_point:
+                continue
+            rest = fields[fields.index("-") + 1:]
+            found = (rest[0], _unescape(rest[1]))
+    return found
+
+
+class VolumeMount:
+    """The mount of `volume` under the node's mount base."""
+
+    def __init__(self, settings, runner, primary, port, volume):
+        self.settings = settings
+        self.runner = runner
+        self.primary = primary
+        self.port = port
+        self.volume = volume
+        self.base = settings.mount_base
+        self.path = os.path.join(self.base, volume)
+        self.lock = Lock(os.path.join(self.base, ".locks", f"volume-{volume}.lock"),
+                         f"the mount of volume {volume}", settings.lock_timeout)
+
+    @property
+    def servers(self):
+        """Primary first, then every other configured server, once each."""
+        return [self.primary] + [s for s in (self.settings.servers or ()) if s != self.primary]
+
+    # -- state -------------------------------------------------------------
+
+    def _state(self):
+        """'ok'; 'absent'; 'stale' (the client process is gone); 'unavailable'
+        (the client lives but no brick answers); raises for a foreign mount."""
+        entry = mount_entry(self.path)
+        if entry is None:
+            return "absent"
+        fstype, source = entry
+        if fstype != FSTYPE or source.partition(":/")[2] != self.volume:
+            raise ProviderError(f"{self.path} holds a {fstype} mount of {source}, not GlusterFS "
+                                f"volume {self.volume}; unmount it or change mount_base")
+        try:
+            os.stat(self.path)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTCONN, errno.EIO, errno.ECONNABORTED):
+                raise ProviderError(f"cannot access mount {self.path}: {exc.strerror}") from None
+            return "unavailable" if self._client_alive() else "stale"
+        return "ok"
+
+    def _client_alive(self):
+        """Whether a glusterfs client process still serves this mount point."""
+        wanted = self.path.encode()
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                    argv = handle.read().split(b"\0")
+            except OSError:
+                continue
+            if argv and argv[0].endswith(b"glusterfs") and wanted in argv:
+                return True
+        return False
+
+    # -- using the mount ---------------------------------------------------
+
+    def hold(self):
+        """Holds the mount as it is (shared lock, nothing mounted); its state."""
+        self.lock.acquire(exclusive=False)
+        try:
+            return self._state()
+        except BaseException:
+            self.lock.release()
+            raise
+
+    def acquire(self):
+        """Makes sure the volume is mounted and holds it (shared lock) until
+        release(); returns the mount point."""
+        if self.hold() == "ok":
+            return self.path
+        self.lock.release()
+        self.lock.acquire(exclusive=True)
+        try:
+            state = self._state()
+            if state == "unavailable":
+                # The client lives but no brick answers: remounting cannot help.
+                raise ProviderError(f"volume {self.volume} is mounted at {self.path} but does "
+                                    "not answer (Transport endpoint is not connected): are its "
+                                    "bricks up?")
+            if state == "stale":
+                self._drop_stale()
+                state = "absent"
+            if state == "absent":
+                self._mount()
+        except BaseException:
+            self.lock.release()
+            raise
+        self.lock.acquire(exclusive=False)  # a downgrade is atomic for flock
+        return self.path
+
+    def release(self, unmount_if_unused=False):
+        """Lets go of the mount; unmounts it if asked and nobody uses it."""
+        if unmount_if_unused and self.lock.fd is not None:
+            # Fails (and drops our shared lock) if another script holds the
+            # volume: then it is in use and the mount stays.
+            if self.lock.try_exclusive():
+                self._unmount_if_unused()
+        self.lock.release()
+
+    def is_mounted(self):
+        return mount_entry(self.path) is not None
+
+    # -- making and removing -----------------------------------------------
+
+    def _mount(self):
+        os.makedirs(self.base, mode=0o700, exist_ok=True)
+        os.chmod(self.base, 0o700)
+        os.makedirs(self.path, mode=0o700, exist_ok=True)
+        options = [f"server-port={self.port}"]
+        backups = self.servers[1:]
+        if backups:
+            options.append("backup-volfile-servers=" + ":".join(backups))
+        command = ["mount", "-t", "glusterfs", "-o", ",".join(options),
+                   f"{self.primary}:/{self.volume}", self.path]
+        deadline = time.monotonic() + self.settings.mount_timeout
+        last_error = None
+        for attempt in range(1, MOUNT_ATTEMPTS + 1):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                self.runner.run(command, timeout=remaining, check=True)
+            except ProviderError as exc:
+                last_error = exc
+            if self._state_after_mount():
+                diag.debug(f"mounted {self.primary}:/{self.volume} on {self.path}")
+                return
+            last_error = last_error or ProviderError("mount reported success but nothing is mounted")
+            diag.warn(f"mounting volume {self.volume} failed (attempt {attempt} of "
+                      f"{MOUNT_ATTEMPTS}): {last_error}")
+            if attempt < MOUNT_ATTEMPTS and deadline - time.monotonic() > RETRY_PAUSE_SECONDS:
+                time.sleep(RETRY_PAUSE_SECONDS)
+        raise ProviderError(self.diagnose(last_error))
+
+    def _state_after_mount(self):
+        try:
+            state = self._state()
+        except ProviderError:
+            return False
+        if state == "stale":  # a half-made mount: clear it before retrying
+            self._lazy_unmount()
+        return state == "ok"
+
+    def diagnose(self, error):
+        """Why the volume cannot be mounted, in one line."""
+        reachable = []
+        problems = []
+        for server in self.servers:
+            reason = tcp_probe(server, self.port, PROBE_TIMEOUT)
+            if reason:
+                problems.append(f"{server}:{self.port} {reason}")
+            else:
+                reachable.append(server)
+        if not reachable:
+            return (f"cannot mount volume {self.volume}: no GlusterFS server reachable "
+                    f"({'; '.join(problems)})")
+        state = gluster_cli.volume_state(self.runner, reachable[0], self.port, self.volume,
+                                         self.settings.command_timeout)
+        if state in ("missing", "stopped"):
+            word = "does not exist" if state == "missing" else "is not started"
+            return f"cannot mount volume {self.volume}: it {word} on {reachable[0]}"
+        log = "/var/log/glusterfs/" + self.path.strip("/").replace("/", "-") + ".log"
+        return f"cannot mount volume {self.volume} from {reachable[0]}: {error} (see {log})"
+
+    def _drop_stale(self):
+        users = loopdev.users_of(self.path)
+        if users:
+            devices = ", ".join(f"{dev} ({os.path.basename(path)})" for dev, path in users)
+            raise ProviderError(
+                f"the mount of volume {self.volume} at {self.path} is dead (Transport endpoint "
+                f"is not connected) and loop devices still use it: {devices}; stop what uses "
+                "them, run detach for those disks, then retry")
+        diag.warn(f"the mount of volume {self.volume} at {self.path} is dead; remounting")
+        self._lazy_unmount()
+
+    def _lazy_unmount(self):
+        self.runner.run(["umount", "--lazy", self.path], timeout=UMOUNT_TIMEOUT, check=False)
+
+    def _unmount_if_unused(self):
+        if not self.is_mounted():
+            return
+        if loopdev.users_of(self.path):
+            return
+        result = self.runner.run(["umount", self.path], timeout=UMOUNT_TIMEOUT, check=False)
+        if result.returncode != 0:
+            diag.debug(f"mount {self.path} kept: {result.stderr.strip()}")
+            return
+        diag.debug(f"unmounted {self.path}")
+        try:
+            os.rmdir(self.path)
+        except OSError:
+            pass
+
+
+def tcp_probe(host, port, timeout):
+    """None if host:port accepts a TCP connection, else why not."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return None
+    except socket.timeout:
+        return f"did not answer within {timeout:g} s"
+    except OSError as exc:
+        return (exc.strerror or str(exc)).lower()

@@ -1,0 +1,297 @@
+"""One function per ExtStorage script: the provider's interface.
+
+Each takes a validated Request, the resolved Settings and a command runner,
+and returns the lines to print on stdout. Texts in quotes are from Ganeti's
+ganeti-extstorage-interface(7) or the 2011 shared-storage design document.
+"""
+
+import glob
+import os
+import stat
+
+from . import diag, images, loopdev, verify as verify_checks
+from .errors import BadInput, ProviderError
+from .location import Location
+from .locks import Lock
+from .mount import VolumeMount
+from .request import DESIGN, design_disk_name
+
+MIB = images.MIB
+QEMU_GLUSTER_DRIVERS = ("/usr/lib/*/qemu/block-gluster.so", "/usr/lib/qemu/block-gluster.so")
+
+
+class Disk:
+    """One disk of one request: where it lives, its mount, its lock."""
+
+    def __init__(self, request, settings, runner, name=None):
+        self.request = request
+        self.settings = settings
+        self.runner = runner
+        if request.logical_id is not None:
+            location = request.logical_id
+        else:
+            location = Location(settings.require("servers")[0], settings.port,
+                                settings.require("volume"), settings.dir, request.name)
+        self.location = location.renamed(name) if name else location
+        self.mount = VolumeMount(settings, runner, self.location.host, self.location.port,
+                                 self.location.volume)
+        self.path = self.location.image_path(self.mount.path)
+        self.lock = Lock(os.path.join(settings.mount_base, ".locks", "disks", self.location.volume,
+                                      self.location.directory, self.location.name + ".lock"),
+                         f"disk {self.location.name}", settings.lock_timeout)
+
+    @property
+    def name(self):
+        return self.location.name
+
+    def stat(self):
+        return images.stat_image(self.path)
+
+    def require(self):
+        info = self.stat()
+        if info is None:
+            raise ProviderError(f"disk {self.name} does not exist on volume "
+                                f"{self.location.volume} (no {self.path})")
+        return info
+
+    def loop_device(self, info):
+        return loopdev.find(self.path, info)
+
+
+class _Using:
+    """Holds a disk's volume mounted and the disk locked for a with-block."""
+
+    def __init__(self, disk, unmount_after=False, lock=True):
+        self.disk = disk
+        self.unmount_after = unmount_after
+        self.take_lock = lock
+
+    def __enter__(self):
+        self.disk.mount.acquire()
+        if self.take_lock:
+            try:
+                self.disk.lock.acquire()
+            except BaseException:
+                self.disk.mount.release()
+                raise
+        return self.disk
+
+    def __exit__(self, *exc):
+        self.disk.lock.release()
+        self.disk.mount.release(unmount_if_unused=self.unmount_after)
+
+
+def _result_for_design(request, lines_ganeti, lines_design):
+    return lines_design if request.dialect == DESIGN else lines_ganeti
+
+
+# -- the scripts -----------------------------------------------------------
+
+def create(request, settings, runner, args):
+    """Creates a new disk of VOL_SIZE MiB (design: DISK_SIZE) and, in the
+    design dialect, prints its logical ID. Creating a disk that already exists
+    with the same size succeeds; any other existing file is an error."""
+    disk = Disk(request, settings, runner)
+    size = request.size_mib * MIB
+    with _Using(disk):
+        existing = disk.stat()
+        if existing is not None:
+            if existing.st_size != size:
+                raise ProviderError(f"disk {disk.name} already exists with a different size "
+                                    f"({existing.st_size // MIB} MiB, asked {request.size_mib} MiB); "
+                                    "left it alone")
+            diag.info(f"disk {disk.name} already exists with {request.size_mib} MiB")
+        else:
+            images.create(disk.path, size, settings.preallocation)
+            diag.debug(f"created {disk.path} ({request.size_mib} MiB, {settings.preallocation})")
+    return _result_for_design(request, [], [disk.location.uri])
+
+
+def attach(request, settings, runner, args):
+    """Maps the disk to a block device on this node and prints its path,
+    then the userspace URI for KVM. Idempotent: an attached disk prints its
+    existing device."""
+    disk = Disk(request, settings, runner)
+    with _Using(disk):
+        info = disk.require()
+        device = disk.loop_device(info)
+        if device is None:
+            device = loopdev.attach(disk.path, runner)
+            if disk.loop_device(info) != device:
+                raise ProviderError(f"{device} was set up for disk {disk.name} but does not "
+                                    "show it as its backing file")
+            diag.debug(f"attached {disk.path} as {device}")
+    if not stat.S_ISBLK(os.stat(device).st_mode):
+        raise ProviderError(f"{device} is not a block device")
+    lines = [device]
+    if _userspace_available(settings):
+        lines.append(f"kvm:{disk.location.uri}")
+    return lines
+
+
+def _userspace_available(settings):
+    if settings.userspace != "auto":
+        return settings.userspace == "always"
+    return any(glob.glob(pattern) for pattern in QEMU_GLUSTER_DRIVERS)
+
+
+def detach(request, settings, runner, args):
+    """Unmaps the disk from this node (and forgets this node's open); a disk
+    that is not mapped is fine. The volume is unmounted when nothing else on
+    this node uses it. Works on a dead mount too: that is when it is needed."""
+    disk = Disk(request, settings, runner)
+    state = disk.mount.hold()
+    try:
+        if state == "absent":
+            return []
+        with disk.lock.acquire():
+            info = disk.stat() if state == "ok" else None
+            if info:
+                device = disk.loop_device(info)
+                devices = [device] if device else []
+            else:  # the file cannot be looked at: its path must do
+                devices = [dev for dev, path in loopdev.users_of(disk.mount.path)
+                           if path.removesuffix(" (deleted)") == disk.path]
+            for device in devices:
+                loopdev.detach(device, runner)
+                diag.debug(f"detached {device} from {disk.path}")
+            if info:
+                images.forget_open(disk.path, settings.node_name)
+    finally:
+        disk.mount.release(unmount_if_unused=True)
+    return []
+
+
+def remove(request, settings, runner, args):
+    """Removes the disk; one that is already gone is success. Refuses while
+    the disk is attached on this node."""
+    disk = Disk(request, settings, runner)
+    with _Using(disk, unmount_after=True):
+        info = disk.stat()
+        if info is None:
+            diag.info(f"disk {disk.name} is already gone")
+            images.remove(disk.path)  # an interrupted create's leftovers
+            return []
+        device = disk.loop_device(info)
+        if device:
+            raise ProviderError(f"disk {disk.name} is attached as {device} on this node; "
+                                "detach it first")
+        images.remove(disk.path)
+        disk.lock.remove_file()
+    return []
+
+
+def grow(request, settings, runner, args):
+    """Grows the disk to exactly VOL_NEW_SIZE MiB (design: resize to DISK_SIZE,
+    printing the new size). Never shrinks. The loop device on this node sees
+    the new size before this returns."""
+    disk = Disk(request, settings, runner)
+    new_size = request.new_size_mib * MIB
+    with _Using(disk):
+        info = disk.require()
+        if request.size_mib is not None and info.st_size != request.size_mib * MIB:
+            diag.debug(f"VOL_SIZE is {request.size_mib} MiB but the image has "
+                       f"{info.st_size // MIB} MiB")
+        images.grow(disk.path, new_size, settings.preallocation)
+        device = disk.loop_device(info)
+        if device:
+            loopdev.refresh_capacity(device, runner)
+            seen = loopdev.size_bytes(device)
+            if seen != new_size:
+                raise ProviderError(f"{device} shows {seen} bytes after growing, not {new_size}")
+    return _result_for_design(request, [], [str(request.new_size_mib)])
+
+
+resize = grow
+
+
+def setinfo(request, settings, runner, args):
+    """Stores VOL_METADATA with the image (xattr user.ganeti-gluster.metadata)."""
+    disk = Disk(request, settings, runner)
+    with _Using(disk):
+        disk.require()
+        images.set_metadata(disk.path, request.metadata)
+    return []
+
+
+def open(request, settings, runner, args):  # noqa: A001 - the script's name
+    """Records that this node holds the disk open, exclusively
+    (VOL_OPEN_EXCLUSIVE=True) or shared. Another node's conflicting record is
+    taken over with a warning, so a dead node never blocks failover; with
+    strict_open it is refused instead."""
+    disk = Disk(request, settings, runner)
+    node = settings.node_name
+    with _Using(disk):
+        disk.require()
+        others = {n: r for n, r in images.open_records(disk.path).items() if n != node}
+        conflicts = {n: r for n, r in others.items()
+                     if request.open_exclusive or r[0] == "exclusive"}
+        if conflicts:
+            holders = ", ".join(f"{n} ({mode} since {since})" for n, (mode, since) in sorted(conflicts.items()))
+            if settings.strict_open:
+                raise ProviderError(f"disk {disk.name} is open on {holders}; refusing to open it "
+                                    "here too (strict_open is set)")
+            diag.warn(f"disk {disk.name} was open on {holders}; taking it over")
+            for other in conflicts:
+                images.forget_open(disk.path, other)
+        images.record_open(disk.path, node, request.open_exclusive)
+    return []
+
+
+def close(request, settings, runner, args):
+    """Forgets this node's open of the disk; closing what was never opened is fine."""
+    disk = Disk(request, settings, runner)
+    with _Using(disk):
+        if disk.stat() is not None:
+            images.forget_open(disk.path, settings.node_name)
+    return []
+
+
+def snapshot(request, settings, runner, args):
+    """Copies the disk to VOL_SNAPSHOT_NAME, keeping holes; the snapshot is an
+    ordinary disk afterwards. Never replaces an existing disk."""
+    disk = Disk(request, settings, runner)
+    target = Disk(request, settings, runner, name=request.snapshot_name)
+    with _Using(disk):
+        with target.lock.acquire():
+            disk.require()
+            if target.stat() is not None:
+                raise ProviderError(f"snapshot {target.name} already exists; remove it first")
+            images.snapshot(disk.path, target.path)
+    return []
+
+
+def rename(request, settings, runner, args):
+    """Design dialect: renames the disk after its instance's NEW_INSTANCE_NAME
+    and prints the new logical ID."""
+    disk = Disk(request, settings, runner)
+    index = request.disk_index
+    if index is None:
+        prefix, sep, number = disk.name.rpartition("-disk")
+        if not sep or not number.isdigit():
+            raise BadInput(f"cannot tell the disk index of {disk.name}; set DISK_INDEX")
+        index = int(number)
+    new_name = design_disk_name(request.new_instance_name, index)
+    target = Disk(request, settings, runner, name=new_name)
+    if new_name == disk.name:
+        return [disk.location.uri]
+    with _Using(disk):
+        with target.lock.acquire():
+            info = disk.require()
+            device = disk.loop_device(info)
+            if device:
+                raise ProviderError(f"disk {disk.name} is attached as {device} on this node; "
+                                    "detach it before renaming")
+            images.rename(disk.path, target.path)
+    return [target.location.uri]
+
+
+def verify(request, settings, runner, args):
+    """Checks the configuration and the volume; arguments name the checks
+    (default: all). Prints one line per check."""
+    return verify_checks.run(settings, runner, args)
+
+
+SCRIPTS = {f.__name__: f for f in (create, attach, detach, remove, grow, setinfo, open, close,
+                                   snapshot, rename, verify)}
+SCRIPTS["resize"] = resize
