@@ -72,7 +72,9 @@ class VolumeMount:
             raise ProviderError(f"{self.path} holds a {fstype} mount of {source}, not GlusterFS "
                                 f"volume {self.volume}; unmount it or change mount_base")
         try:
-            os.stat(self.path)
+            # statfs always reaches the client process; a stat of the mount
+            # root can be answered from the kernel's cache of a dead mount.
+            os.statvfs(self.path)
         except OSError as exc:
             if exc.errno not in (errno.ENOTCONN, errno.EIO, errno.ECONNABORTED):
                 raise ProviderError(f"cannot access mount {self.path}: {exc.strerror}") from None
