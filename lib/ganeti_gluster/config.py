@@ -11,15 +11,14 @@ or the design dialect's POOL variable.
 """
 
 import os
-import re
-import socket
 import stat
-from dataclasses import dataclass
 
 from . import validate
 from .errors import BadInput
+from .record import Record
 
 DEFAULT_CONFIG_PATH = "/etc/ganeti/extstorage/gluster.env"
+CACHE_DIR = "/run/ganeti-gluster/config-cache"
 CONFIG_PATH_VARIABLE = "GLUSTER_CONFIG"
 PREALLOCATION_MODES = ("sparse", "falloc", "full")
 USERSPACE_MODES = ("auto", "always", "never")
@@ -57,11 +56,23 @@ PARAMETER_DESCRIPTIONS = {
     "preallocation": "sparse (default), falloc or full",
     "pool": "a named pool of settings defined in the node's configuration file",
 }
-_POOL_KEY = re.compile(r"POOL_([A-Za-z0-9_]+?)_(" + "|".join(k.upper() for k in DISK_SETTINGS) + r")")
 
 
-@dataclass(frozen=True)
-class Settings:
+def _is_pool_key(key):
+    """POOL_<NAME>_<DISK SETTING>, e.g. POOL_FAST_VOLUME."""
+    if not key.startswith("POOL_"):
+        return False
+    name, _, setting = key[len("POOL_"):].rpartition("_")
+    if setting.lower() not in DISK_SETTINGS or not name:
+        return False
+    try:
+        validate.pool(key, name)
+    except BadInput:
+        return False
+    return True
+
+
+class Settings(Record):
     servers: tuple
     port: int
     volume: str
@@ -116,12 +127,7 @@ def read_config_file(path, required):
     if info.st_uid != os.geteuid() or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         raise BadInput(f"configuration file {path} must be owned by root and writable "
                        "by no one else (it is read by root): chmod 600")
-    from dotenv import dotenv_values  # costly import, needed only when a file exists
-
-    try:
-        values = dotenv_values(path, interpolate=False)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BadInput(f"cannot read configuration file {path}: {exc}") from None
+    values = _parsed(path, info)
     result = {}
     for key, value in values.items():
         if not key.startswith("GLUSTER_"):
@@ -132,10 +138,42 @@ def read_config_file(path, required):
     return result
 
 
+def _parsed(path, info):
+    """The file's KEY=value pairs, parsed by python-dotenv. Importing dotenv
+    costs ~20 ms, more than the rest of a warm attach, so the result is kept
+    in a root-only cache while the file stays the same."""
+    import marshal
+
+    identity = [info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns]
+    cache = os.path.join(CACHE_DIR, path.replace("%", "%25").replace("/", "%2F"))
+    try:
+        with open(cache, "rb") as handle:
+            stored_identity, values = marshal.load(handle)
+        if stored_identity == identity and isinstance(values, dict):
+            return values
+    except (OSError, EOFError, ValueError, TypeError):
+        pass
+    from dotenv import dotenv_values
+
+    try:
+        values = dict(dotenv_values(path, interpolate=False))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInput(f"cannot read configuration file {path}: {exc}") from None
+    try:
+        os.makedirs(CACHE_DIR, mode=0o700, exist_ok=True)
+        temporary = f"{cache}.{os.getpid()}"
+        with open(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as handle:
+            marshal.dump([identity, values], handle)
+        os.replace(temporary, cache)
+    except OSError:
+        pass  # a cache we cannot write only costs time
+    return values
+
+
 def _check_known(keys, describe):
     for key in keys:
         lowered = key.lower()
-        if lowered in DISK_SETTINGS or lowered in NODE_SETTINGS or _POOL_KEY.fullmatch(key):
+        if lowered in DISK_SETTINGS or lowered in NODE_SETTINGS or _is_pool_key(key):
             continue
         known = ", ".join(sorted(k.upper() for k in (*DISK_SETTINGS, *NODE_SETTINGS)))
         raise BadInput(f"unknown setting {describe(key)} (known: {known}, POOL_<NAME>_<SETTING>)")
@@ -219,5 +257,5 @@ def load(params, environ, pool=None):
         resolved[name] = check(source, value) if value is not None else None
 
     if resolved["node_name"] is None:
-        resolved["node_name"] = validate.node("the host name", socket.gethostname())
+        resolved["node_name"] = validate.node("the host name", os.uname().nodename)
     return Settings(config_path=config_path, **resolved)

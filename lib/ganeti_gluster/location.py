@@ -6,17 +6,15 @@ for userspace access (^gluster://[a-z0-9.-]+:\\d+/[^/]+/.+$).
 """
 
 import os
-import re
-from dataclasses import dataclass
 
 from . import validate
 from .errors import BadInput
+from .record import Record
 
-_URI = re.compile(r"gluster://([^/:]+):([^/]+)/([^/]+)/(.+)/([^/]+)")
+SCHEME = "gluster://"
 
 
-@dataclass(frozen=True)
-class Location:
+class Location(Record):
     host: str
     port: int
     volume: str
@@ -25,10 +23,11 @@ class Location:
 
     @property
     def uri(self):
-        return f"gluster://{self.host}:{self.port}/{self.volume}/{self.directory}/{self.name}"
+        return f"{SCHEME}{self.host}:{self.port}/{self.volume}/{self.directory}/{self.name}"
 
     def renamed(self, name):
-        return Location(self.host, self.port, self.volume, self.directory, name)
+        return Location(host=self.host, port=self.port, volume=self.volume,
+                        directory=self.directory, name=name)
 
     def image_path(self, mount_point):
         return os.path.join(mount_point, self.directory, self.name)
@@ -37,14 +36,16 @@ class Location:
     def from_uri(cls, source, uri):
         """Decodes a logical ID; only the canonical form is accepted."""
         validate.text(source, uri)
-        match = _URI.fullmatch(uri)
-        if not match:
+        parts = uri[len(SCHEME):].split("/") if uri.startswith(SCHEME) else []
+        if len(parts) < 4 or ":" not in parts[0]:
             raise BadInput(f"{source} is not a gluster URI of the form "
                            f"gluster://host:port/volume/directory/name: {uri[:80]!r}")
-        host, port, volume, directory, name = match.groups()
-        location = cls(validate.host(source, host), validate.port(source, port),
-                       validate.volume(source, volume), validate.directory(source, directory),
-                       validate.disk_name(source, name))
+        host, _, port = parts[0].partition(":")
+        volume, directory, name = parts[1], "/".join(parts[2:-1]), parts[-1]
+        location = cls(host=validate.host(source, host), port=validate.port(source, port),
+                       volume=validate.volume(source, volume),
+                       directory=validate.directory(source, directory),
+                       name=validate.disk_name(source, name))
         if location.uri != uri:
             raise BadInput(f"{source} is not in canonical form; expected {location.uri}")
         return location

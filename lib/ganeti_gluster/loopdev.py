@@ -6,7 +6,6 @@ are per mount namespace, so the same path can name another namespace's mount.
 """
 
 import fcntl
-import glob
 import os
 import struct
 
@@ -29,10 +28,11 @@ def _read(path):
 def bound_devices():
     """(device, backing file path) of every loop device in use."""
     result = []
-    for entry in glob.glob(f"{_SYS_BLOCK}/loop*/loop/backing_file"):
-        backing = _read(entry)
-        if backing:
-            result.append(("/dev/" + entry.split("/")[3], backing))
+    for name in os.listdir(_SYS_BLOCK):
+        if name.startswith("loop"):
+            backing = _read(f"{_SYS_BLOCK}/{name}/loop/backing_file")
+            if backing:
+                result.append(("/dev/" + name, backing))
     return result
 
 

@@ -6,7 +6,6 @@ to stderr, and a failure's last line is its reason.
 
 import os
 import sys
-import traceback
 
 from . import diag
 from .errors import EXIT_BAD_INPUT, EXIT_FAILURE, ProviderError
@@ -81,6 +80,8 @@ def main(action, args, environ=None, runner=None, stdout=None):
         diag.error("interrupted")
         return EXIT_FAILURE
     except Exception as exc:  # a bug: keep the traceback, still end with one line
+        import traceback
+
         traceback.print_exc(file=sys.stderr)
         diag.error(f"internal error: {type(exc).__name__}: {exc}")
         return EXIT_FAILURE

@@ -8,10 +8,9 @@ gone: every access fails with ENOTCONN) is replaced when nothing uses it.
 
 import errno
 import os
-import socket
 import time
 
-from . import diag, gluster_cli, loopdev
+from . import diag, loopdev
 from .errors import ProviderError
 from .locks import Lock
 
@@ -198,6 +197,8 @@ class VolumeMount:
         if not reachable:
             return (f"cannot mount volume {self.volume}: no GlusterFS server reachable "
                     f"({'; '.join(problems)})")
+        from . import gluster_cli
+
         state = gluster_cli.volume_state(self.runner, reachable[0], self.port, self.volume,
                                          self.settings.command_timeout)
         if state in ("missing", "stopped"):
@@ -238,6 +239,8 @@ class VolumeMount:
 
 def tcp_probe(host, port, timeout):
     """None if host:port accepts a TCP connection, else why not."""
+    import socket
+
     try:
         with socket.create_connection((host, port), timeout=timeout):
             return None

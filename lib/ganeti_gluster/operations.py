@@ -5,11 +5,11 @@ and returns the lines to print on stdout. Texts in quotes are from Ganeti's
 ganeti-extstorage-interface(7) or the 2011 shared-storage design document.
 """
 
-import glob
 import os
 import stat
+import sys
 
-from . import diag, images, loopdev, verify as verify_checks
+from . import diag, images, loopdev
 from .errors import BadInput, ProviderError
 from .location import Location
 from .locks import Lock
@@ -17,7 +17,8 @@ from .mount import VolumeMount
 from .request import DESIGN, design_disk_name
 
 MIB = images.MIB
-QEMU_GLUSTER_DRIVERS = ("/usr/lib/*/qemu/block-gluster.so", "/usr/lib/qemu/block-gluster.so")
+QEMU_GLUSTER_DRIVERS = (f"/usr/lib/{getattr(sys.implementation, '_multiarch', '')}/qemu/block-gluster.so",
+                        "/usr/lib/qemu/block-gluster.so")
 
 
 class Disk:
@@ -132,7 +133,7 @@ def attach(request, settings, runner, args):
 def _userspace_available(settings):
     if settings.userspace != "auto":
         return settings.userspace == "always"
-    return any(glob.glob(pattern) for pattern in QEMU_GLUSTER_DRIVERS)
+    return any(os.path.exists(path) for path in QEMU_GLUSTER_DRIVERS)
 
 
 def detach(request, settings, runner, args):
@@ -289,7 +290,9 @@ def rename(request, settings, runner, args):
 def verify(request, settings, runner, args):
     """Checks the configuration and the volume; arguments name the checks
     (default: all). Prints one line per check."""
-    return verify_checks.run(settings, runner, args)
+    from . import verify as checks
+
+    return checks.run(settings, runner, args)
 
 
 SCRIPTS = {f.__name__: f for f in (create, attach, detach, remove, grow, setinfo, open, close,

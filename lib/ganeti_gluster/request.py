@@ -7,11 +7,10 @@ Two dialects reach the same operations:
 Everything is checked here, before anything is touched.
 """
 
-from dataclasses import dataclass, field
-
 from . import validate
 from .errors import BadInput
 from .location import Location
+from .record import Record
 
 GANETI = "ganeti"
 DESIGN = "design"
@@ -41,8 +40,7 @@ REQUIRED = {
 DEFAULT_REQUIRED = {GANETI: ("VOL_NAME",), DESIGN: ("LOGICAL_ID",)}
 
 
-@dataclass(frozen=True)
-class Request:
+class Request(Record):
     action: str
     dialect: str
     name: str = None               # the disk (image file) name
@@ -56,7 +54,7 @@ class Request:
     disk_index: int = None
     pool: str = None
     new_instance_name: str = None
-    params: dict = field(default_factory=dict)
+    params: dict = None            # EXTP_* values by lower-case name
 
 
 def dialect_of(action, environ):

@@ -1,8 +1,5 @@
 """Running external tools: argument lists only, a fixed PATH, a bound on time."""
 
-import subprocess
-from dataclasses import dataclass
-
 from . import diag
 from .errors import ProviderError
 
@@ -20,17 +17,19 @@ class CommandFailed(ProviderError):
         super().__init__(f"{args[0]} failed: {detail}")
 
 
-@dataclass
 class Result:
-    returncode: int
-    stdout: str
-    stderr: str
+    def __init__(self, returncode, stdout, stderr):
+        self.returncode = returncode
+        self.stdout = stdout
+        self.stderr = stderr
 
 
 class Runner:
     """Runs a command and returns its output; tests substitute a fake."""
 
     def run(self, args, timeout, check=True):
+        import subprocess  # only now: warm attach runs no command at all
+
         diag.debug("run: " + " ".join(args))
         try:
             done = subprocess.run(
