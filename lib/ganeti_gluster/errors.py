@@ -20,3 +20,7 @@ class BadInput(ProviderError):
     """The environment or configuration is invalid; nothing was touched."""
 
     exit_code = EXIT_BAD_INPUT
+
+
+class TransientError(ProviderError):
+    """A failure that may go away by itself (e.g. bricks restarting)."""

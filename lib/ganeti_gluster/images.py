@@ -11,7 +11,7 @@ import stat
 import time
 
 from . import diag
-from .errors import ProviderError
+from .errors import ProviderError, TransientError
 
 MIB = 1 << 20
 CHUNK = 4 * MIB
@@ -34,7 +34,8 @@ def stat_image(path):
     except FileNotFoundError:
         return None
     except OSError as exc:
-        raise ProviderError(f"cannot look at {path}: {exc.strerror}") from None
+        kind = TransientError if exc.errno in (errno.ENOTCONN, errno.EIO) else ProviderError
+        raise kind(f"cannot look at {path}: {exc.strerror}") from None
     if not stat.S_ISREG(info.st_mode):
         raise ProviderError(f"{path} exists but is not a disk image (not a regular file)")
     return info

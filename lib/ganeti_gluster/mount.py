@@ -11,7 +11,7 @@ import os
 import time
 
 from . import diag, loopdev
-from .errors import ProviderError
+from .errors import ProviderError, TransientError
 from .locks import Lock
 
 MOUNT_ATTEMPTS = 3
@@ -19,6 +19,10 @@ RETRY_PAUSE_SECONDS = 1.0
 PROBE_TIMEOUT = 3.0
 UMOUNT_TIMEOUT = 30
 FSTYPE = "fuse.glusterfs"
+
+
+class _MountFailed(Exception):
+    """One mount attempt failed; retried, then diagnosed."""
 
 
 def _unescape(field):
@@ -117,7 +121,7 @@ class VolumeMount:
             state = self._state()
             if state == "unavailable":
                 # The client lives but no brick answers: remounting cannot help.
-                raise ProviderError(f"volume {self.volume} is mounted at {self.path} but does "
+                raise TransientError(f"volume {self.volume} is mounted at {self.path} but does "
                                     "not answer (Transport endpoint is not connected): are its "
                                     "bricks up?")
             if state == "stale":
@@ -156,24 +160,35 @@ class VolumeMount:
         command = ["mount", "-t", "glusterfs", "-o", ",".join(options),
                    f"{self.primary}:/{self.volume}", self.path]
         deadline = time.monotonic() + self.settings.mount_timeout
-        last_error = None
-        for attempt in range(1, MOUNT_ATTEMPTS + 1):
+
+        def attempt():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                break
+                raise _MountFailed(f"no time left within mount_timeout {self.settings.mount_timeout:g} s")
+            error = None
             try:
-                self.runner.run(command, timeout=remaining, check=True)
+                self.runner.run(command, timeout=remaining)
             except ProviderError as exc:
-                last_error = exc
-            if self._state_after_mount():
-                diag.debug(f"mounted {self.primary}:/{self.volume} on {self.path}")
-                return
-            last_error = last_error or ProviderError("mount reported success but nothing is mounted")
-            diag.warn(f"mounting volume {self.volume} failed (attempt {attempt} of "
-                      f"{MOUNT_ATTEMPTS}): {last_error}")
-            if attempt < MOUNT_ATTEMPTS and deadline - time.monotonic() > RETRY_PAUSE_SECONDS:
-                time.sleep(RETRY_PAUSE_SECONDS)
-        raise ProviderError(self.diagnose(last_error))
+                error = exc
+            # mount.glusterfs's exit code is not to be trusted either way.
+            if not self._state_after_mount():
+                raise _MountFailed(str(error or "mount reported success but nothing is mounted"))
+
+        from tenacity import (Retrying, retry_if_exception_type, stop_after_attempt,
+                              stop_after_delay, wait_fixed)
+
+        retrying = Retrying(
+            stop=stop_after_attempt(MOUNT_ATTEMPTS) | stop_after_delay(self.settings.mount_timeout),
+            wait=wait_fixed(RETRY_PAUSE_SECONDS), retry=retry_if_exception_type(_MountFailed),
+            before_sleep=lambda state: diag.warn(
+                f"mounting volume {self.volume} failed (attempt {state.attempt_number} of "
+                f"{MOUNT_ATTEMPTS}): {state.outcome.exception()}"),
+            reraise=True)
+        try:
+            retrying(attempt)
+        except _MountFailed as exc:
+            raise ProviderError(self.diagnose(exc)) from None
+        diag.debug(f"mounted {self.primary}:/{self.volume} on {self.path}")
 
     def _state_after_mount(self):
         try:

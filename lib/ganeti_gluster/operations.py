@@ -10,7 +10,7 @@ import stat
 import sys
 
 from . import diag, images, loopdev
-from .errors import BadInput, ProviderError
+from .errors import BadInput, ProviderError, TransientError
 from .location import Location
 from .locks import Lock
 from .mount import VolumeMount
@@ -113,6 +113,16 @@ def attach(request, settings, runner, args):
     then the userspace URI for KVM. Idempotent: an attached disk prints its
     existing device."""
     disk = Disk(request, settings, runner)
+    device = _retry_transient(settings, lambda: _map(disk, runner))
+    if not stat.S_ISBLK(os.stat(device).st_mode):
+        raise ProviderError(f"{device} is not a block device")
+    lines = [device]
+    if _userspace_available(settings):
+        lines.append(f"kvm:{disk.location.uri}")
+    return lines
+
+
+def _map(disk, runner):
     with _Using(disk):
         info = disk.require()
         device = disk.loop_device(info)
@@ -122,12 +132,21 @@ def attach(request, settings, runner, args):
                 raise ProviderError(f"{device} was set up for disk {disk.name} but does not "
                                     "show it as its backing file")
             diag.debug(f"attached {disk.path} as {device}")
-    if not stat.S_ISBLK(os.stat(device).st_mode):
-        raise ProviderError(f"{device} is not a block device")
-    lines = [device]
-    if _userspace_available(settings):
-        lines.append(f"kvm:{disk.location.uri}")
-    return lines
+    return device
+
+
+def _retry_transient(settings, work):
+    """Runs work(), retrying while it fails transiently, within mount_timeout.
+    Ganeti ignores a failed attach during remove and leaks the disk, so attach
+    must outlast short outages rather than fail at the first one."""
+    try:
+        return work()
+    except TransientError as exc:
+        diag.warn(f"{exc}; retrying for up to {settings.mount_timeout:g} s")
+    from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
+
+    return Retrying(stop=stop_after_delay(settings.mount_timeout), wait=wait_fixed(1),
+                    retry=retry_if_exception_type(TransientError), reraise=True)(work)
 
 
 def _userspace_available(settings):

@@ -68,9 +68,18 @@ def test_ganeti_dialect_whole_life_keeps_data(disks):
     run("remove", {"VOL_NAME": snap}, check=True)
     assert not os.path.exists(image_path(snap))
 
+    with open(device, "r+b", buffering=0) as handle:  # a known pattern for qemu-io -P
+        handle.seek(16 * MIB)
+        handle.write(b"\xab" * MIB)
+        os.fsync(handle.fileno())
     run("close", env, check=True)
     run("detach", env, check=True)
-    assert read_through_userspace(uri[len("kvm:"):], 8 * MIB) == written
+    gluster_uri = uri[len("kvm:"):]
+    assert read_through_userspace(gluster_uri, 8 * MIB) == written
+    checked = subprocess.run(["qemu-io", "-f", "raw", "-c", "read -P 0xab 16M 1M", gluster_uri],
+                             capture_output=True, text=True, timeout=120)
+    assert checked.returncode == 0 and "read 1048576/1048576 bytes" in checked.stdout, checked
+    assert "Pattern verification failed" not in checked.stdout + checked.stderr
     run("remove", env, check=True)
     assert not os.path.exists(image_path(name))
 
