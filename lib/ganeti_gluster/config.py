@@ -19,6 +19,7 @@ from .record import Record
 
 DEFAULT_CONFIG_PATH = "/etc/ganeti/extstorage/gluster.env"
 CACHE_DIR = "/run/ganeti-gluster/config-cache"
+DEFAULT_CALL_LOG = "/var/log/ganeti/extstorage/gluster-calls.log"
 CONFIG_PATH_VARIABLE = "GLUSTER_CONFIG"
 PREALLOCATION_MODES = ("sparse", "falloc", "full")
 USERSPACE_MODES = ("auto", "always", "never")
@@ -41,6 +42,7 @@ NODE_SETTINGS = {
     "node_name": (validate.node, None),
     "min_free_percent": (lambda s, v: validate.positive_number(s, v, 100), "5"),
     "debug": (validate.boolean, "no"),
+    "call_log": (lambda s, v: v and validate.absolute_path(s, v), DEFAULT_CALL_LOG),
     "pool": (validate.pool, None),
 }
 # Per-disk parameters Ganeti passes besides ours.
@@ -88,6 +90,7 @@ class Settings(Record):
     node_name: str
     min_free_percent: float
     debug: bool
+    call_log: str
     config_path: str
 
     def require(self, name):

@@ -6,6 +6,7 @@ to stderr, and a failure's last line is its reason.
 
 import os
 import sys
+import time
 
 from . import diag
 from .errors import EXIT_BAD_INPUT, EXIT_FAILURE, ProviderError
@@ -63,6 +64,20 @@ def main(action, args, environ=None, runner=None, stdout=None):
         return EXIT_BAD_INPUT
     os.environ["PATH"] = SAFE_PATH
     diag.configure(f"gluster {action}", environ.get("GLUSTER_DEBUG", "").lower() in ("1", "yes", "true", "on"))
+    started = time.monotonic()
+    code, lines, reason, settings = _execute(action, args, environ, runner)
+    if lines:
+        stdout.write("".join(line + "\n" for line in lines))
+        stdout.flush()
+    if reason:
+        diag.error(reason)
+    _log_call(settings, action, environ, code, lines, reason, time.monotonic() - started)
+    return code
+
+
+def _execute(action, args, environ, runner):
+    """(exit code, stdout lines, failure reason or None, settings or None)."""
+    settings = None
     try:
         from . import config, operations, request
 
@@ -70,21 +85,45 @@ def main(action, args, environ=None, runner=None, stdout=None):
         settings = config.load(req.params, environ, req.pool)
         diag.configure(f"gluster {action}", settings.debug or diag.debugging())
         lines = operations.SCRIPTS[action](req, settings, runner or Runner(), list(args))
+        return 0, lines, None, settings
     except ProviderError as exc:
-        if exc.output:
-            stdout.write("".join(line + "\n" for line in exc.output))
-            stdout.flush()
-        diag.error(str(exc))
-        return exc.exit_code
+        return exc.exit_code, exc.output, str(exc), settings
     except KeyboardInterrupt:
-        diag.error("interrupted")
-        return EXIT_FAILURE
+        return EXIT_FAILURE, [], "interrupted", settings
     except Exception as exc:  # a bug: keep the traceback, still end with one line
         import traceback
 
         traceback.print_exc(file=sys.stderr)
-        diag.error(f"internal error: {type(exc).__name__}: {exc}")
-        return EXIT_FAILURE
-    stdout.write("".join(line + "\n" for line in lines))
-    stdout.flush()
-    return 0
+        return EXIT_FAILURE, [], f"internal error: {type(exc).__name__}: {exc}", settings
+
+
+_LOGGED_VARIABLES = ("VOL_", "EXTP_", "LOGICAL_ID", "INSTANCE_NAME", "DISK_", "POOL", "NEW_INSTANCE_NAME")
+
+
+def _log_call(settings, action, environ, code, lines, reason, seconds):
+    """One line per call in the provider's own log, so that what Ganeti did to a
+    disk can be followed; skipped when the log's directory does not exist."""
+    from .config import DEFAULT_CALL_LOG
+
+    path = settings.call_log if settings else DEFAULT_CALL_LOG
+    if not path or not os.path.isdir(os.path.dirname(path)):
+        return
+    shown = " ".join(f"{key}={_printable(value)}" for key, value in sorted(environ.items())
+                     if key.startswith(_LOGGED_VARIABLES))
+    outcome = reason if code else " | ".join(lines)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime())
+    node = settings.node_name if settings else os.uname().nodename
+    line = f"{stamp} {node} pid={os.getpid()} {action} {shown} -> exit {code} in {seconds * 1000:.0f} ms: {_printable(outcome or '')}\n"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        try:
+            os.write(fd, line.encode())
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        diag.debug(f"cannot write the call log {path}: {exc.strerror}")
+
+
+def _printable(value):
+    value = value if len(value) <= 200 else value[:197] + "..."
+    return value if value.isprintable() else repr(value)
