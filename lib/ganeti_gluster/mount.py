@@ -144,6 +144,21 @@ class VolumeMount:
                 self._unmount_if_unused()
         self.lock.release()
 
+    def strict_o_direct(self):
+        """Whether O_DIRECT writes through this mount reach the bricks before
+        they are acknowledged, read from the client's own graph (.meta): True
+        when write-behind is absent or has strict-O_DIRECT on."""
+        graph = os.path.join(self.path, ".meta", "graphs", "active")
+        option = os.path.join(graph, f"{self.volume}-write-behind", "options", "strict-O_DIRECT")
+        try:
+            with open(option) as handle:
+                return handle.read().strip() in ("on", "yes", "true", "enable", "1")
+        except FileNotFoundError:
+            return not os.path.isdir(os.path.join(graph, f"{self.volume}-write-behind"))
+        except OSError as exc:
+            raise ProviderError(f"cannot read the client graph of volume {self.volume}: "
+                                f"{exc.strerror}") from None
+
     def is_mounted(self):
         return mount_entry(self.path) is not None
 

@@ -124,6 +124,7 @@ def attach(request, settings, runner, args):
 
 def _map(disk, runner):
     with _Using(disk):
+        _refuse_unsafe_volume(disk)
         info = disk.require()
         device = disk.loop_device(info)
         if device is None:
@@ -133,6 +134,22 @@ def _map(disk, runner):
                                     "show it as its backing file")
             diag.debug(f"attached {disk.path} as {device}")
     return device
+
+
+def _refuse_unsafe_volume(disk):
+    """With strict-o-direct off, write-behind acknowledges O_DIRECT writes (KVM's
+    cache=none) before a brick has them: a brick failure then loses them silently."""
+    if disk.mount.strict_o_direct():
+        return
+    volume = disk.location.volume
+    if not disk.settings.allow_strict_o_direct_off:
+        raise ProviderError(
+            f"volume {volume} has performance.strict-o-direct off: writes the VM was told are "
+            f"on disk can be lost if a brick fails; fix: gluster volume set {volume} "
+            "performance.strict-o-direct on (or set GLUSTER_ALLOW_STRICT_O_DIRECT_OFF=yes "
+            "to accept the risk)")
+    diag.warn(f"volume {volume} has performance.strict-o-direct off: acknowledged writes can "
+              "be lost if a brick fails (allowed by GLUSTER_ALLOW_STRICT_O_DIRECT_OFF)")
 
 
 def _retry_transient(settings, work):

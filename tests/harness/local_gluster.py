@@ -12,6 +12,8 @@ touches nothing of the machine's own GlusterFS state. Bricks live on host
 127.0.0.2 (glusterd refuses localhost) in the state dir. Volumes:
   gv0  1 brick, performance.strict-o-direct on
   gr3  replica 3 (three bricks on one host), group virt
+  gvoff  1 brick, performance.strict-o-direct off (unsafe: for tests that
+       check the provider refuses it)
 `down` works from any state an earlier run left: it detaches loop devices
 backed by files in the state dir, unmounts its mounts (lazily if dead),
 stops only daemons whose pid files are in the state dir, and removes it.
@@ -131,7 +133,7 @@ def _healthy():
     if glusterd_pid() is None or not os.path.exists(CONFIG):
         return False
     result = cli("volume", "status", check=False, timeout=20)
-    return result.returncode == 0 and "gv0" in result.stdout and "gr3" in result.stdout
+    return result.returncode == 0 and all(v in result.stdout for v in ("gv0", "gr3", "gvoff"))
 
 
 def up():
@@ -165,7 +167,9 @@ def up():
     cli("volume", "create", "gr3", "replica", "3",
         *(f"{BRICK_HOST}:{bricks}/gr3-{i}" for i in (1, 2, 3)), "force")
     cli("volume", "set", "gr3", "group", "virt")
-    for volume in ("gv0", "gr3"):
+    cli("volume", "create", "gvoff", f"{BRICK_HOST}:{bricks}/gvoff", "force")
+    cli("volume", "set", "gvoff", "performance.strict-o-direct", "off")
+    for volume in ("gv0", "gr3", "gvoff"):
         cli("volume", "start", volume)
     fd = os.open(CONFIG, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
@@ -174,6 +178,7 @@ GLUSTER_SERVERS=127.0.0.1,{BRICK_HOST}
 GLUSTER_VOLUME=gv0
 GLUSTER_MOUNT_BASE={MOUNT_BASE}
 GLUSTER_POOL_REPLICA_VOLUME=gr3
+GLUSTER_POOL_UNSAFE_VOLUME=gvoff
 """)
     log(f"up: volumes gv0 and gr3 on {BRICK_HOST}, provider config {CONFIG}")
 

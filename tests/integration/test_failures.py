@@ -134,3 +134,22 @@ def test_killed_create_leaves_no_disk_under_its_name_and_can_be_rerun(disks):
     run("create", {"VOL_NAME": name, "VOL_SIZE": "16"}, check=True)
     assert os.path.getsize(image_path(name)) == 16 << 20
     assert not os.path.exists(partial)
+
+
+def test_volume_with_strict_o_direct_off_is_refused_with_the_fix(disks):
+    name = disks.name(EXTP_POOL="unsafe")
+    env = {"VOL_NAME": name, "EXTP_POOL": "unsafe"}
+    run("create", {**env, "VOL_SIZE": "8"}, check=True)
+    result = run("attach", env, check=False)
+    assert "strict-o-direct" in result.stderr
+    assert "gluster volume set gvoff performance.strict-o-direct on" in result.stderr
+    assert loop_devices_of(image_path(name, volume="gvoff")) == []
+
+
+def test_strict_o_direct_off_can_be_allowed_with_a_warning(disks):
+    name = disks.name(EXTP_POOL="unsafe")
+    env = {"VOL_NAME": name, "EXTP_POOL": "unsafe", "GLUSTER_ALLOW_STRICT_O_DIRECT_OFF": "yes"}
+    run("create", {**env, "VOL_SIZE": "8"}, check=True)
+    result = run("attach", env, check=True)
+    assert result.stdout.startswith("/dev/loop")
+    assert "warning" in result.stderr and "strict-o-direct" in result.stderr
