@@ -74,6 +74,34 @@ def users_of(directory):
     return [(device, backing) for device, backing in bound_devices() if backing.startswith(prefix)]
 
 
+def holders(device):
+    """Who keeps `device` open: processes with it open, devices stacked on it,
+    filesystems mounted from it. Empty if nothing does."""
+    name = os.path.basename(device)
+    found = [f"device {h}" for h in _listdir(f"{_SYS_BLOCK}/{name}/holders")]
+    dev_number = _read(f"{_SYS_BLOCK}/{name}/dev")
+    with open("/proc/self/mountinfo") as handle:
+        found += [f"mount {line.split()[4]}" for line in handle if line.split()[2] == dev_number]
+    for pid in _listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        for fd in _listdir(f"/proc/{pid}/fd"):
+            try:
+                if os.readlink(f"/proc/{pid}/fd/{fd}") == device:
+                    found.append(f"pid {pid} ({_read(f'/proc/{pid}/comm')})")
+                    break
+            except OSError:
+                continue
+    return found
+
+
+def _listdir(path):
+    try:
+        return os.listdir(path)
+    except OSError:
+        return []
+
+
 def attach(image_path, runner):
     result = runner.run(["losetup", "--find", "--show", "--direct-io=on", image_path],
                         timeout=LOSETUP_TIMEOUT)

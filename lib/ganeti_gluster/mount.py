@@ -238,13 +238,22 @@ class VolumeMount:
         return f"cannot mount volume {self.volume} from {reachable[0]}: {error} (see {log})"
 
     def _drop_stale(self):
+        """Replaces a dead mount. Loop devices on it are dead too: they are
+        detached (their disks get new ones at their next attach) unless
+        something still holds one open, which only its owner can end."""
         users = loopdev.users_of(self.path)
-        if users:
-            devices = ", ".join(f"{dev} ({os.path.basename(path)})" for dev, path in users)
+        held = [(device, path, loopdev.holders(device)) for device, path in users]
+        busy = [(device, path, who) for device, path, who in held if who]
+        if busy:
+            details = "; ".join(f"disk {os.path.basename(path)} on {device} is held by {', '.join(who)}"
+                                for device, path, who in busy)
             raise ProviderError(
                 f"the mount of volume {self.volume} at {self.path} is dead (Transport endpoint "
-                f"is not connected) and loop devices still use it: {devices}; stop what uses "
-                "them, run detach for those disks, then retry")
+                f"is not connected): {details}; stop what holds them (e.g. gnt-instance stop), "
+                "run detach for those disks, then retry")
+        for device, path in users:
+            diag.warn(f"detaching {device} of disk {os.path.basename(path)} from the dead mount")
+            loopdev.detach(device, self.runner)
         diag.warn(f"the mount of volume {self.volume} at {self.path} is dead; remounting")
         self._lazy_unmount()
 

@@ -101,15 +101,40 @@ def test_dead_mount_is_detected_and_replaced(disks):
     assert os.path.exists(image_path(name))
 
 
-def test_dead_mount_with_a_loop_device_on_it_is_reported_clearly(disks):
+def _kill_client_of_gv0():
+    os.kill(_client_pid(os.path.join(MOUNT_BASE, "gv0")), signal.SIGKILL)
+    time.sleep(0.5)
+
+
+def test_dead_mount_with_an_unused_loop_device_is_reattached(disks):
     name = disks.name()
     run("create", {"VOL_NAME": name, "VOL_SIZE": "8"}, check=True)
     device = run("attach", {"VOL_NAME": name}, check=True).stdout.split("\n")[0]
-    mount_point = os.path.join(MOUNT_BASE, "gv0")
-    os.kill(_client_pid(mount_point), signal.SIGKILL)
-    time.sleep(0.5)
-    result = run("attach", {"VOL_NAME": name}, check=False)
+    with open(device, "r+b", buffering=0) as handle:
+        handle.write(b"survives" * 512)
+        os.fsync(handle.fileno())
+    _kill_client_of_gv0()
+    result = run("attach", {"VOL_NAME": name}, check=True)
+    new_device = result.stdout.split("\n")[0]
     assert device in result.stderr and "dead" in result.stderr
+    assert loop_devices_of(image_path(name)) == [new_device]
+    with open(new_device, "rb") as handle:
+        assert handle.read(4096) == b"survives" * 512
+
+
+def test_dead_mount_with_a_held_loop_device_is_reported_clearly(disks):
+    name = disks.name()
+    run("create", {"VOL_NAME": name, "VOL_SIZE": "8"}, check=True)
+    device = run("attach", {"VOL_NAME": name}, check=True).stdout.split("\n")[0]
+    holder = subprocess.Popen(["sleep", "600"], stdin=open(device, "rb"))
+    try:
+        _kill_client_of_gv0()
+        result = run("attach", {"VOL_NAME": name}, check=False)
+        assert device in result.stderr and name in result.stderr
+        assert f"pid {holder.pid}" in result.stderr and "detach" in result.stderr
+    finally:
+        holder.kill()
+        holder.wait()
     # detach works on the dead mount, then everything recovers.
     run("detach", {"VOL_NAME": name}, check=True)
     assert loop_devices_of(image_path(name)) == []
