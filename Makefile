@@ -2,7 +2,7 @@
 PYTHON := /usr/bin/python3
 HARNESS := $(PYTHON) tests/harness/local_gluster.py
 
-.PHONY: deps test unit demo gluster-up gluster-down
+.PHONY: deps test unit demo faults gluster-up gluster-down
 
 deps:
 	tests/harness/install-deps
@@ -15,6 +15,9 @@ unit: deps
 
 demo: deps
 	tests/harness/demo
+
+faults: deps
+	tests/faults/run
 
 gluster-up: deps
 	$(HARNESS) up

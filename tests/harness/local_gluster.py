@@ -5,6 +5,7 @@
   local_gluster.py down     stop and remove everything `up` made
   local_gluster.py cli ...  run the gluster CLI against the private glusterd
   local_gluster.py env      print the path of the provider configuration
+  local_gluster.py start-glusterd   start glusterd again after a test killed it
 
 glusterd runs in a private mount namespace in which /var/lib/glusterd,
 /var/log/glusterfs and /run/gluster are directories of the state dir, so it
@@ -136,6 +137,23 @@ def _healthy():
     return result.returncode == 0 and all(v in result.stdout for v in ("gv0", "gr3", "gvoff"))
 
 
+def start_glusterd():
+    """Starts glusterd in its private mount namespace; a restarted glusterd
+    adopts the bricks still running. True once it answers."""
+    if glusterd_pid() is None:
+        os.makedirs("/run/gluster", exist_ok=True)
+        binds = [f"mount --bind {os.path.join(STATE, name)} {target}"
+                 for name, target in PRIVATE_DIRS.items()]
+        script = " && ".join(binds + [f"exec /usr/sbin/glusterd -p {PIDFILE}"])
+        run(["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", script])
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if glusterd_pid() and cli("pool", "list", check=False, timeout=10).returncode == 0:
+            return True
+        time.sleep(0.2)
+    return False
+
+
 def up():
     if _healthy():
         log(f"already running (state in {STATE})")
@@ -144,23 +162,12 @@ def up():
     for name in PRIVATE_DIRS:
         os.makedirs(os.path.join(STATE, name), mode=0o700)
     os.makedirs(os.path.join(STATE, "bricks"), mode=0o700)
-    for part in ("groups", "hooks"):
-        source = os.path.join("/var/lib/glusterd", part)
-        if os.path.isdir(source):
-            shutil.copytree(source, os.path.join(STATE, "lib", part))
-    os.makedirs("/run/gluster", exist_ok=True)
-    binds = [f"mount --bind {os.path.join(STATE, name)} {target}"
-             for name, target in PRIVATE_DIRS.items()]
-    script = " && ".join(binds + [f"exec /usr/sbin/glusterd -p {PIDFILE}"])
-    run(["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", script])
-    deadline = time.monotonic() + START_TIMEOUT
-    while True:
-        if glusterd_pid() and cli("pool", "list", check=False, timeout=10).returncode == 0:
-            break
-        if time.monotonic() > deadline:
-            down()
-            raise SystemExit(f"local-gluster: glusterd did not answer within {START_TIMEOUT} s")
-        time.sleep(0.2)
+    # The option groups (group virt); not the hooks, which would set up
+    # Samba, CTDB or NFS-Ganesha on this machine for every volume started.
+    shutil.copytree("/var/lib/glusterd/groups", os.path.join(STATE, "lib", "groups"))
+    if not start_glusterd():
+        down()
+        raise SystemExit(f"local-gluster: glusterd did not answer within {START_TIMEOUT} s")
     bricks = os.path.join(STATE, "bricks")
     cli("volume", "create", "gv0", f"{BRICK_HOST}:{bricks}/gv0", "force")
     cli("volume", "set", "gv0", "performance.strict-o-direct", "on")
@@ -197,6 +204,9 @@ def main(argv):
         sys.stdout.write(result.stdout)
         sys.stderr.write(result.stderr)
         return result.returncode
+    elif command == "start-glusterd":
+        if not start_glusterd():
+            raise SystemExit("local-gluster: glusterd did not start")
     elif command == "env":
         print(CONFIG)
     else:
