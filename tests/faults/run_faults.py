@@ -423,6 +423,51 @@ def unsafe_volume(report):
         discard(env)
 
 
+HOSTS = os.path.join(os.path.dirname(HERE), "harness", "gluster_hosts.py")
+HOSTS_CONFIG = os.path.join(STATE, "hosts.env")
+
+
+@scenario("several servers", "glusterd of the primary of 3 hosts (network namespaces) killed; "
+          "then a server list with duplicates")
+def several_servers(report):
+    subprocess.run(["/usr/bin/python3", HOSTS, "up", "3"], check=True, capture_output=True, timeout=300)
+    fd = os.open(HOSTS_CONFIG, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write("GLUSTER_SERVERS=10.78.0.11,10.78.0.12,10.78.0.13\nGLUSTER_VOLUME=mr3\n"
+                     f"GLUSTER_MOUNT_BASE={STATE}/hosts-mnt\nGLUSTER_MOUNT_TIMEOUT=60\n")
+    env = {"VOL_NAME": f"fault-{uuid.uuid4().hex[:10]}.ext.disk0"}
+    duplicated = {**env, "EXTP_SERVERS": "10.78.0.12,10.78.0.12,10.78.0.13,10.78.0.12"}
+
+    def hosts_provider(action, environment, check=None):
+        return run(action, environment, check=check, config=HOSTS_CONFIG)
+
+    try:
+        hosts_provider("create", {**env, "VOL_SIZE": "16"}, check=True)
+        device = hosts_provider("attach", env, check=True).stdout.split("\n")[0]
+        subprocess.run([WRITER, device, "0", "8", "55"], check=True, capture_output=True)
+        hosts_provider("detach", env, check=True)  # the volume is unmounted again
+        pid = int(open("/tmp/ganeti-gluster-hosts/host1/glusterd.pid").read())
+        os.kill(pid, signal.SIGKILL)
+        started = time.monotonic()
+        attached = hosts_provider("attach", env)
+        took = time.monotonic() - started
+        if attached.returncode != 0:
+            raise Wrong(f"attach failed with a backup server up: {attached.stderr.strip()}")
+        bad = verify_blocks(attached.stdout.split("\n")[0], 55, range(8))
+        hosts_provider("detach", env, check=True)
+        again = hosts_provider("attach", duplicated)
+        if again.returncode != 0:
+            raise Wrong(f"a server list with duplicates broke the mount: {again.stderr.strip()}")
+        report(f"mounted from a backup server in {took:.1f} s; duplicated list mounted too",
+               took, f"{8 - len(bad)}/8 MiB intact")
+        if bad:
+            raise Wrong(f"data differs: {bad}")
+    finally:
+        hosts_provider("detach", duplicated)
+        hosts_provider("remove", duplicated)
+        subprocess.run(["/usr/bin/python3", HOSTS, "down"], capture_output=True, timeout=300)
+
+
 # -- the table -----------------------------------------------------------------
 
 def main(names):
