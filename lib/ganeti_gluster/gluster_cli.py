@@ -17,6 +17,9 @@ class VolumeInfo:
         self.status = element.findtext("statusStr")
         self.type = element.findtext("typeStr")
         self.replica_count = int(element.findtext("replicaCount") or 1)
+        self.arbiter_count = int(element.findtext("arbiterCount") or 0)
+        self.disperse_count = int(element.findtext("disperseCount") or 0)
+        self.bricks = [b.findtext("name") for b in element.iter("brick")]
         self.options = {o.findtext("name"): o.findtext("value")
                         for o in element.iter("option")}
 
@@ -25,15 +28,19 @@ class VolumeInfo:
         return self.status == "Started"
 
 
-def _query(runner, host, timeout, args):
-    command = ["gluster", f"--remote-host={host}", "--mode=script",
+def query(runner, host, timeout, args):
+    """The XML answer of a gluster CLI command run against `host`."""
+    # host None: the local glusterd (over its socket), as commands that change
+    # the pool need; glusterd refuses those over --remote-host.
+    remote = [f"--remote-host={host}"] if host else []
+    command = ["gluster", *remote, "--mode=script",
                f"--timeout={max(1, int(timeout))}"] + args + ["--xml"]
     result = runner.run(command, timeout=timeout + 5, check=False)
     try:
         root = ElementTree.fromstring(result.stdout)
     except ElementTree.ParseError:
         detail = (result.stderr or result.stdout).strip().splitlines()
-        raise ProviderError(f"gluster CLI could not ask {host}: "
+        raise ProviderError(f"gluster CLI could not ask {host or 'the local glusterd'}: "
                             f"{detail[-1] if detail else 'no answer'}") from None
     return root
 
@@ -43,7 +50,7 @@ def volume_info(runner, host, port, volume, timeout):
     if port != DEFAULT_PORT:
         raise ProviderError(f"cannot query glusterd on port {port}: the gluster CLI only "
                             f"talks to port {DEFAULT_PORT}")
-    root = _query(runner, host, timeout, ["volume", "info", volume])
+    root = query(runner, host, timeout, ["volume", "info", volume])
     # 'volume info nosuch --xml' exits 0: the answer is in opRet.
     if root.findtext("opRet") != "0":
         error = root.findtext("opErrstr") or ""

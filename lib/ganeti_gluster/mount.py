@@ -159,6 +159,16 @@ class VolumeMount:
             raise ProviderError(f"cannot read the client graph of volume {self.volume}: "
                                 f"{exc.strerror}") from None
 
+    def space(self):
+        """(bytes free, bytes total) as a client sees them: statfs of the mount
+        (the bricks' own figures ignore reserved blocks)."""
+        self.acquire()
+        try:
+            stats = os.statvfs(self.path)
+        finally:
+            self.release(unmount_if_unused=True)
+        return stats.f_bavail * stats.f_frsize, stats.f_blocks * stats.f_frsize
+
     def is_mounted(self):
         return mount_entry(self.path) is not None
 

@@ -4,9 +4,6 @@ Ganeti 3.0/3.1 never runs verify; operators and monitoring do. Each check
 prints one line on stdout: '<check>: ok|FAILED: <detail>'.
 """
 
-import os
-
-from . import gluster_cli
 from .errors import BadInput, ProviderError
 from .mount import PROBE_TIMEOUT, VolumeMount, tcp_probe
 
@@ -27,45 +24,61 @@ def _server(settings, runner):
     return f"reachable: {', '.join(up)}" + (f"; unreachable: {'; '.join(down)}" if down else "")
 
 
-def _volume_info(settings, runner):
+def _facts(settings, runner):
+    from .health import VolumeFacts
+
     volume = settings.require("volume")
     for server in settings.require("servers"):
         if tcp_probe(server, settings.port, PROBE_TIMEOUT) is None:
-            info = gluster_cli.volume_info(runner, server, settings.port, volume,
-                                           settings.command_timeout)
-            if info is None:
-                raise ProviderError(f"volume {volume} does not exist on {server}")
-            return info
+            return VolumeFacts(runner, server, settings.port, volume, settings.command_timeout)
     raise ProviderError("no server reachable to ask about the volume")
 
 
 def _volume(settings, runner):
-    info = _volume_info(settings, runner)
-    if not info.started:
-        raise ProviderError(f"volume {info.name} is {info.status}, not Started")
-    return f"{info.name} is {info.status} ({info.type}, replica {info.replica_count})"
+    facts = _facts(settings, runner)
+    if not facts.started:
+        raise ProviderError(f"volume {facts.name} is {facts.status}, not Started")
+    offline = [b.name for b in facts.bricks if b.online is False]
+    if offline:
+        raise ProviderError(f"volume {facts.name}: bricks offline: {', '.join(offline)}")
+    return f"{facts.name} is {facts.status} ({facts.type}, replica {facts.replica_count}), all bricks online"
+
+
+def _finding(settings, runner, check):
+    from . import health
+
+    found = [f for f in health.findings(_facts(settings, runner), settings.min_free_percent)
+             if f.check == check]
+    if not found:
+        return None
+    if found[0].severity == health.ERROR:
+        raise ProviderError(found[0].message + (f"; fix: {found[0].fix}" if found[0].fix else ""))
+    return found[0].message
 
 
 def _odirect(settings, runner):
-    info = _volume_info(settings, runner)
-    value = info.options.get("performance.strict-o-direct", "off")
-    if value not in ("on", "enable", "true", "yes"):
-        raise ProviderError(f"performance.strict-o-direct is {value} on {info.name}: O_DIRECT writes "
-                            "can be acknowledged and then lost; fix: gluster volume set "
-                            f"{info.name} performance.strict-o-direct on")
-    return "performance.strict-o-direct is on"
+    return _finding(settings, runner, "strict-o-direct")
+
+
+def _health(settings, runner):
+    """Everything `ganeti-gluster check` looks at: errors fail, warnings are listed."""
+    from . import health
+
+    facts = _facts(settings, runner)
+    space = VolumeMount(settings, runner, settings.require("servers")[0], settings.port,
+                        facts.name).space() if facts.started else None
+    found = health.findings(facts, settings.min_free_percent, space)
+    errors = [f for f in found if f.severity == health.ERROR]
+    if errors:
+        raise ProviderError("; ".join(f.message for f in errors))
+    warnings = [f.check for f in found if f.severity == health.WARNING]
+    return f"no errors; warnings: {', '.join(warnings)}" if warnings else "no errors, no warnings"
 
 
 def _space(settings, runner):
     mount = VolumeMount(settings, runner, settings.require("servers")[0], settings.port,
                         settings.require("volume"))
-    path = mount.acquire()
-    try:
-        stats = os.statvfs(path)
-    finally:
-        mount.release(unmount_if_unused=True)
-    total = stats.f_blocks * stats.f_frsize
-    free = stats.f_bavail * stats.f_frsize
+    free, total = mount.space()
     percent = 100.0 * free / total if total else 0.0
     detail = f"{free / 2**30:.1f} GiB free of {total / 2**30:.1f} GiB ({percent:.1f}%)"
     if percent < settings.min_free_percent:
@@ -74,7 +87,7 @@ def _space(settings, runner):
 
 
 CHECKS = {"config": _config, "server": _server, "volume": _volume, "odirect": _odirect,
-          "space": _space}
+          "space": _space, "health": _health}
 
 
 def run(settings, runner, names):

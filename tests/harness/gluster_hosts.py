@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """Several GlusterFS "hosts" on this machine, one network namespace each.
 
-  gluster_hosts.py up [N]    N hosts (default 3), a replica-N volume `mr3`
+  gluster_hosts.py up [N [M]]  N hosts (default 3), a replica-M volume `mr3`
+                               on the first M of them (default: all N)
   gluster_hosts.py down      remove all of it, from any state
   gluster_hosts.py cli I ... run the gluster CLI on host I
 
@@ -85,7 +86,8 @@ def start_glusterd(index):
     raise SystemExit(f"gluster-hosts: glusterd of host {index} did not answer")
 
 
-def up(count):
+def up(count, in_volume=None):
+    in_volume = in_volume or count
     down()
     os.makedirs(STATE, mode=0o700)
     sh("ip", "link", "add", BRIDGE, "type", "bridge")
@@ -105,18 +107,19 @@ def up(count):
             os.makedirs(os.path.join(host_dir(index), name), mode=0o700)
         shutil.copytree("/var/lib/glusterd/groups", os.path.join(host_dir(index), "lib", "groups"))
         start_glusterd(index)
-    for index in range(2, count + 1):
+    for index in range(2, in_volume + 1):
         cli(1, "peer", "probe", address(index))
     deadline = time.monotonic() + 60
-    while cli(1, "pool", "list").stdout.count("Connected") < count:
+    while cli(1, "pool", "list").stdout.count("Connected") < in_volume:
         if time.monotonic() > deadline:
             raise SystemExit("gluster-hosts: peers did not connect")
         time.sleep(0.5)
-    bricks = [f"{address(i)}:{host_dir(i)}/brick/mr3" for i in range(1, count + 1)]
-    cli(1, "volume", "create", "mr3", "replica", str(count), *bricks, "force")
+    bricks = [f"{address(i)}:{host_dir(i)}/brick/mr3" for i in range(1, in_volume + 1)]
+    cli(1, "volume", "create", "mr3", "replica", str(in_volume), *bricks, "force")
     cli(1, "volume", "set", "mr3", "group", "virt")
     cli(1, "volume", "start", "mr3")
-    log(f"up: {count} hosts at {', '.join(address(i) for i in range(1, count + 1))}, volume mr3")
+    log(f"up: {count} hosts at {', '.join(address(i) for i in range(1, count + 1))}, "
+        f"volume mr3 on the first {in_volume}")
 
 
 def down():
@@ -143,7 +146,7 @@ def down():
 def main(argv):
     command = argv[0] if argv else ""
     if command == "up":
-        up(int(argv[1]) if len(argv) > 1 else 3)
+        up(int(argv[1]) if len(argv) > 1 else 3, int(argv[2]) if len(argv) > 2 else None)
     elif command == "down":
         down()
     elif command == "cli":

@@ -13,7 +13,7 @@ import uuid
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from support import (CONFIG, MIB, MOUNT_BASE, PROVIDER, assert_one_line_error,  # noqa: E402,F401
+from support import (CONFIG, MIB, MOUNT_BASE, PROVIDER, ROOT, assert_one_line_error,  # noqa: E402,F401
                      harness, image_path, loop_devices_of, run, sha256_of, write_random)
 
 
