@@ -1,0 +1,455 @@
+"""Unit tests: parsing, validation, configuration precedence, URI round-trips,
+and the error boundary. No server, no root-only devices: a fake runner."""
+
+import io
+import os
+import re
+import sys
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))), "lib"))
+
+from ganeti_gluster import config, images, main as main_module, mount, request, validate  # noqa: E402
+from ganeti_gluster.errors import BadInput, ProviderError  # noqa: E402
+from ganeti_gluster.location import Location  # noqa: E402
+from ganeti_gluster.runner import Result  # noqa: E402
+
+GANETI_31_URI = re.compile(r"^gluster://[a-z0-9.-]+:\d+/[^/]+/.+$")
+
+
+class FailingRunner:
+    """Every external command fails: nothing real is ever run."""
+
+    def __init__(self):
+        self.calls = []
+
+    def run(self, args, timeout, check=True):
+        self.calls.append(list(args))
+        if check:
+            raise ProviderError(f"{args[0]} failed: fake")
+        return Result(1, "", "fake failure")
+
+
+@pytest.fixture
+def node_config(tmp_path, monkeypatch):
+    """A valid node configuration file; mount base and caches under tmp_path."""
+    path = tmp_path / "gluster.env"
+    path.write_text(f"GLUSTER_SERVERS=gluster1.example.com,gluster2.example.com\n"
+                    f"GLUSTER_VOLUME=vmstore\nGLUSTER_MOUNT_BASE={tmp_path}/mnt\n"
+                    "GLUSTER_POOL_FAST_VOLUME=ssd\nGLUSTER_POOL_FAST_PREALLOCATION=falloc\n"
+                    "GLUSTER_CALL_LOG=\n")
+    path.chmod(0o600)
+    monkeypatch.setattr(config, "CACHE_DIR", str(tmp_path / "cache"))
+    return str(path)
+
+
+# -- validation ----------------------------------------------------------------
+
+@pytest.mark.parametrize("value,expected", [("1", 1), ("10240", 10240), ("1073741824", 1 << 30)])
+def test_sizes_are_whole_mib(value, expected):
+    assert validate.size_mib("VOL_SIZE", value) == expected
+
+
+@pytest.mark.parametrize("value", ["", "0", "-1", "1.5", "1e3", " 8", "8 ", "+8", "0x10", "８",
+                                   "1073741825", "9999999999999", "8M", "\x008"])
+def test_bad_sizes_are_refused_naming_the_variable(value):
+    with pytest.raises(BadInput, match="VOL_SIZE"):
+        validate.size_mib("VOL_SIZE", value)
+
+
+@pytest.mark.parametrize("value,expected", [("Gluster1.Example.COM", "gluster1.example.com"),
+                                            ("10.0.0.1", "10.0.0.1"), ("a-b", "a-b")])
+def test_hosts_are_lowercased(value, expected):
+    assert validate.host("EXTP_SERVERS", value) == expected
+
+
+@pytest.mark.parametrize("value", ["", "-a", "a-", "a..b", "a_b", "::1", "[::1]", "1.2.3.256",
+                                   "01.2.3.4", "a b", "a,b", "a;b", "host\x00", "a" * 64,
+                                   "backup-volfile-servers=x"])
+def test_bad_hosts_are_refused(value):
+    with pytest.raises(BadInput):
+        validate.host("EXTP_SERVERS", value)
+
+
+def test_server_lists_are_deduplicated_in_order():
+    assert validate.hosts("S", "b,a,B,c,a") == ("b", "a", "c")
+    with pytest.raises(BadInput):
+        validate.hosts("S", "a,,b")
+
+
+@pytest.mark.parametrize("value", ["0", "65536", "-1", "x", "", "24007,1", "0024007"])
+def test_bad_ports_are_refused(value):
+    with pytest.raises(BadInput):
+        validate.port("EXTP_PORT", value)
+
+
+@pytest.mark.parametrize("value", ["", "-gv", "g v", "gv/0", "gv,0", "gv=0", "a" * 129])
+def test_bad_volume_names_are_refused(value):
+    with pytest.raises(BadInput):
+        validate.volume("EXTP_VOLUME", value)
+
+
+@pytest.mark.parametrize("value,expected", [("ganeti", "ganeti"), ("/a/b/", "a/b"), ("vm.s", "vm.s")])
+def test_directories_are_normalised(value, expected):
+    assert validate.directory("EXTP_DIR", value) == expected
+
+
+@pytest.mark.parametrize("value", ["", "/", "..", "a/../b", "a//b", ".hidden", "a b", "a\nb"])
+def test_bad_directories_are_refused(value):
+    with pytest.raises(BadInput):
+        validate.directory("EXTP_DIR", value)
+
+
+@pytest.mark.parametrize("value", ["", ".", "..", ".x", "a/b", "../x", "a b", "x\x00", "ü", "a" * 201])
+def test_bad_disk_names_are_refused(value):
+    with pytest.raises(BadInput):
+        validate.disk_name("VOL_NAME", value)
+
+
+def test_ganeti_disk_names_are_accepted():
+    name = "1d2b7c3e-6f0a-4b8e-9c1d-2e3f4a5b6c7d.ext.disk0"
+    assert validate.disk_name("VOL_NAME", name) == name
+    assert validate.disk_name("VOL_NAME", name + ".snap") == name + ".snap"
+
+
+def test_overlong_and_unprintable_values_are_refused():
+    with pytest.raises(BadInput, match="too long"):
+        validate.text("X", "a" * 1025)
+    with pytest.raises(BadInput, match="non-printable"):
+        validate.text("X", "a\x00b")
+
+
+# -- locations and URIs -----------------------------------------------------------
+
+label = st.from_regex(r"[a-z]([a-z0-9-]{0,10}[a-z0-9])?", fullmatch=True)
+hosts = st.one_of(st.lists(label, min_size=1, max_size=4).map(".".join),
+                  st.tuples(*[st.integers(0, 255)] * 4).map(lambda t: ".".join(map(str, t))))
+segments = st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9._+-]{0,20}", fullmatch=True)
+locations = st.builds(
+    Location, host=hosts, port=st.integers(1, 65535),
+    volume=st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,20}", fullmatch=True),
+    directory=st.lists(segments, min_size=1, max_size=3).map("/".join), name=segments)
+
+
+@given(locations)
+@settings(max_examples=500, deadline=None)
+def test_uris_round_trip_exactly_and_fit_ganeti_31(location):
+    uri = location.uri
+    assert Location.from_uri("LOGICAL_ID", uri) == location
+    assert GANETI_31_URI.match(uri)
+
+
+@given(st.text(max_size=80))
+@settings(max_examples=500, deadline=None)
+def test_any_string_decodes_to_itself_or_is_refused(text):
+    try:
+        location = Location.from_uri("LOGICAL_ID", text)
+    except BadInput:
+        return
+    assert location.uri == text
+
+
+@pytest.mark.parametrize("uri", [
+    "gluster://Host:24007/gv0/ganeti/x", "gluster://host/gv0/ganeti/x",
+    "gluster://host:024007/gv0/ganeti/x", "gluster://host:24007/gv0/ganeti/x/",
+    "gluster://host:24007/gv0/x", "gluster://host:24007/gv0//x", "gluster+tcp://host:24007/v/d/x",
+    "gluster://host:24007/gv0/../x", "gluster://[::1]:24007/gv0/ganeti/x",
+])
+def test_non_canonical_uris_are_refused(uri):
+    with pytest.raises(BadInput):
+        Location.from_uri("LOGICAL_ID", uri)
+
+
+# -- requests -----------------------------------------------------------------------
+
+def test_ganeti_requests_carry_every_variable():
+    req = request.parse("grow", {"VOL_NAME": "a.ext.disk0", "VOL_SIZE": "10", "VOL_NEW_SIZE": "20",
+                                 "EXTP_VOLUME": "gv1", "EXTP_PROVIDER": "gluster"})
+    assert (req.dialect, req.name, req.size_mib, req.new_size_mib) == ("ganeti", "a.ext.disk0", 10, 20)
+    assert req.params == {"volume": "gv1", "provider": "gluster"}
+
+
+@pytest.mark.parametrize("action,env,missing", [
+    ("create", {"VOL_NAME": "a"}, "VOL_SIZE"), ("grow", {"VOL_NAME": "a"}, "VOL_NEW_SIZE"),
+    ("setinfo", {"VOL_NAME": "a"}, "VOL_METADATA"), ("open", {"VOL_NAME": "a"}, "VOL_OPEN_EXCLUSIVE"),
+    ("snapshot", {"VOL_NAME": "a"}, "VOL_SNAPSHOT_NAME"), ("attach", {}, "VOL_NAME"),
+    ("resize", {"LOGICAL_ID": "gluster://h:1/v/d/n"}, "DISK_SIZE"),
+    ("rename", {"LOGICAL_ID": "gluster://h:1/v/d/n"}, "NEW_INSTANCE_NAME"),
+    ("create", {"INSTANCE_NAME": "i", "DISK_SIZE": "1"}, "DISK_INDEX"),
+])
+def test_each_action_names_the_variable_it_misses(action, env, missing):
+    with pytest.raises(BadInput, match=missing):
+        request.parse(action, env)
+
+
+def test_design_create_derives_the_name_from_the_instance():
+    req = request.parse("create", {"INSTANCE_NAME": "Web1.Example.com", "DISK_INDEX": "2",
+                                   "DISK_SIZE": "512", "POOL": "fast"})
+    assert (req.dialect, req.name, req.size_mib, req.pool) == ("design", "web1.example.com-disk2", 512, "fast")
+
+
+def test_design_requests_decode_the_logical_id():
+    req = request.parse("resize", {"LOGICAL_ID": "gluster://h:24007/gv0/ganeti/x-disk0", "DISK_SIZE": "64"})
+    assert req.logical_id.volume == "gv0" and req.name == "x-disk0" and req.new_size_mib == 64
+
+
+@pytest.mark.parametrize("action,env", [
+    ("attach", {"VOL_NAME": "a", "LOGICAL_ID": "gluster://h:1/v/d/n"}),
+    ("grow", {"VOL_NAME": "a", "VOL_NEW_SIZE": "2", "INSTANCE_NAME": "x"}),
+    ("resize", {"VOL_NAME": "a", "DISK_SIZE": "2"}),
+])
+def test_mixed_dialects_are_refused(action, env):
+    with pytest.raises(BadInput, match="dialect|belongs"):
+        request.parse(action, env)
+
+
+@pytest.mark.parametrize("value", ["true", "1", "yes", "TRUE", ""])
+def test_open_exclusive_is_true_or_false_exactly(value):
+    with pytest.raises(BadInput):
+        request.parse("open", {"VOL_NAME": "a", "VOL_OPEN_EXCLUSIVE": value})
+
+
+def test_snapshot_name_must_differ():
+    with pytest.raises(BadInput):
+        request.parse("snapshot", {"VOL_NAME": "a", "VOL_SNAPSHOT_NAME": "a"})
+
+
+def test_unknown_action_is_refused():
+    with pytest.raises(BadInput, match="unknown action"):
+        request.parse("destroy", {"VOL_NAME": "a"})
+
+
+# -- configuration precedence ---------------------------------------------------------
+
+def test_file_then_defaults(node_config):
+    s = config.load({}, {"GLUSTER_CONFIG": node_config})
+    assert s.servers == ("gluster1.example.com", "gluster2.example.com")
+    assert (s.volume, s.port, s.dir, s.preallocation) == ("vmstore", 24007, "ganeti", "sparse")
+
+
+def test_environment_beats_the_file_and_extp_beats_both(node_config):
+    env = {"GLUSTER_CONFIG": node_config, "GLUSTER_VOLUME": "fromenv", "GLUSTER_PORT": "24010"}
+    assert config.load({}, env).volume == "fromenv"
+    s = config.load({"volume": "fromdisk"}, env)
+    assert (s.volume, s.port) == ("fromdisk", 24010)
+
+
+def test_a_pool_sits_between_extp_and_node_settings(node_config):
+    env = {"GLUSTER_CONFIG": node_config, "GLUSTER_VOLUME": "fromenv"}
+    s = config.load({"pool": "fast"}, env)
+    assert (s.volume, s.preallocation, s.pool) == ("ssd", "falloc", "fast")
+    assert config.load({"pool": "fast", "volume": "mine"}, env).volume == "mine"
+    assert config.load({}, env, pool="FAST").volume == "ssd"  # the design dialect's POOL
+
+
+def test_undefined_pool_and_unknown_names_are_refused(node_config):
+    env = {"GLUSTER_CONFIG": node_config}
+    with pytest.raises(BadInput, match="pool 'nope' is not defined"):
+        config.load({"pool": "nope"}, env)
+    with pytest.raises(BadInput, match="unknown disk parameter"):
+        config.load({"volum": "x"}, env)
+    with pytest.raises(BadInput, match="unknown setting"):
+        config.load({}, {**env, "GLUSTER_VOLUM": "x"})
+
+
+def test_node_settings_never_come_from_a_disk(node_config):
+    with pytest.raises(BadInput, match="unknown disk parameter 'mount_base'"):
+        config.load({"mount_base": "/"}, {"GLUSTER_CONFIG": node_config})
+
+
+def test_unknown_key_in_the_file_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(config, "CACHE_DIR", str(tmp_path / "cache"))
+    path = tmp_path / "bad.env"
+    path.write_text("GLUSTER_VOLUME=x\nVOLUME=y\n")
+    path.chmod(0o600)
+    with pytest.raises(BadInput, match="unknown setting 'VOLUME'"):
+        config.load({}, {"GLUSTER_CONFIG": str(path)})
+
+
+@pytest.mark.parametrize("mode", [0o620, 0o602, 0o666])
+def test_a_file_others_can_write_is_refused(node_config, mode):
+    os.chmod(node_config, mode)
+    with pytest.raises(BadInput, match="writable"):
+        config.load({}, {"GLUSTER_CONFIG": node_config})
+
+
+def test_missing_files(tmp_path, monkeypatch):
+    monkeypatch.setattr(config, "DEFAULT_CONFIG_PATH", str(tmp_path / "absent.env"))
+    assert config.load({}, {}).volume is None  # the default file may be absent
+    with pytest.raises(BadInput, match="does not exist"):
+        config.load({}, {"GLUSTER_CONFIG": str(tmp_path / "absent.env")})
+    with pytest.raises(BadInput, match="no volume configured"):
+        config.load({}, {}).require("volume")
+
+
+def test_the_parse_cache_follows_edits(node_config):
+    env = {"GLUSTER_CONFIG": node_config}
+    assert config.load({}, env).volume == "vmstore"
+    assert config.load({}, env).volume == "vmstore"  # from the cache
+    with open(node_config, "a") as handle:
+        handle.write("GLUSTER_DIR=elsewhere\n")
+    assert config.load({}, env).dir == "elsewhere"
+
+
+def test_parameters_list_matches_the_parameters():
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    with open(os.path.join(root, "providers", "gluster", "parameters.list")) as handle:
+        listed = dict(line.rstrip("\n").split(" ", 1) for line in handle if line.strip())
+    assert listed == config.PARAMETER_DESCRIPTIONS
+
+
+# -- the error boundary -----------------------------------------------------------------
+
+def call(action, env, args=(), runner=None):
+    out, err = io.StringIO(), io.StringIO()
+    old = sys.stderr
+    sys.stderr = err
+    try:
+        code = main_module.main(action, list(args), environ=env, runner=runner or FailingRunner(),
+                                stdout=out)
+    finally:
+        sys.stderr = old
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_help_goes_to_stdout():
+    code, out, _ = call("attach", {}, ["--help"])
+    assert code == 0 and out.startswith("usage: attach")
+
+
+def test_arguments_to_a_script_are_refused_with_usage():
+    code, out, err = call("attach", {"VOL_NAME": "a"}, ["x"])
+    assert code == 2 and out == "" and "usage: attach" in err
+
+
+def test_bad_input_is_one_line_exit_2(node_config):
+    code, out, err = call("create", {"GLUSTER_CONFIG": node_config, "VOL_NAME": "../x", "VOL_SIZE": "1"})
+    assert (code, out) == (2, "")
+    assert err.count("\n") == 1 and err.startswith("gluster create: error: VOL_NAME")
+
+
+def test_a_failing_tool_is_one_last_line_exit_1(node_config):
+    code, out, err = call("attach", {"GLUSTER_CONFIG": node_config, "VOL_NAME": "a.ext.disk0",
+                                     "GLUSTER_MOUNT_TIMEOUT": "1"})
+    assert code == 1 and out == "" and "Traceback" not in err
+    assert err.splitlines()[-1].startswith("gluster attach: error: cannot mount volume vmstore")
+
+
+def test_a_bug_keeps_its_traceback_and_still_ends_with_one_line(node_config, monkeypatch):
+    from ganeti_gluster import operations
+
+    def broken(*args):
+        raise ZeroDivisionError("boom")
+
+    monkeypatch.setitem(operations.SCRIPTS, "close", broken)
+    code, out, err = call("close", {"GLUSTER_CONFIG": node_config, "VOL_NAME": "a"})
+    assert code == 1 and out == "" and "Traceback" in err
+    assert err.splitlines()[-1] == "gluster close: error: internal error: ZeroDivisionError: boom"
+
+
+# -- mounts, with a fake mountinfo and a fake runner ----------------------------------------
+
+def test_mountinfo_parsing_unescapes_and_takes_the_last_entry(tmp_path):
+    info = tmp_path / "mountinfo"
+    info.write_text(
+        "36 25 0:32 / /run/x\\040y rw - tmpfs tmpfs rw\n"
+        "37 25 0:33 / /run/x\\040y rw shared:1 - fuse.glusterfs h:/gv0 rw,user_id=0\n")
+    assert mount.mount_entry("/run/x y", str(info)) == ("fuse.glusterfs", "h:/gv0")
+    assert mount.mount_entry("/run/other", str(info)) is None
+
+
+def test_a_failed_mount_names_each_unreachable_server(node_config, monkeypatch):
+    s = config.load({}, {"GLUSTER_CONFIG": node_config})
+    monkeypatch.setattr(mount, "tcp_probe", lambda host, port, timeout: "connection refused")
+    volume_mount = mount.VolumeMount(s, FailingRunner(), "gluster1.example.com", 24007, "vmstore")
+    reason = volume_mount.diagnose(ProviderError("mount failed"))
+    assert "gluster1.example.com:24007 connection refused" in reason
+    assert "gluster2.example.com:24007 connection refused" in reason
+
+
+@pytest.mark.parametrize("xml,expected", [
+    ("<cliOutput><opRet>-1</opRet><opErrstr>Volume vmstore does not exist</opErrstr></cliOutput>",
+     "does not exist"),
+    ("<cliOutput><opRet>0</opRet><volInfo><volumes><volume><name>vmstore</name>"
+     "<statusStr>Stopped</statusStr></volume></volumes></volInfo></cliOutput>", "is not started"),
+])
+def test_a_failed_mount_says_whether_the_volume_is_missing_or_stopped(node_config, monkeypatch, xml, expected):
+    s = config.load({}, {"GLUSTER_CONFIG": node_config})
+    monkeypatch.setattr(mount, "tcp_probe", lambda host, port, timeout: None)
+
+    class Runner(FailingRunner):
+        def run(self, args, timeout, check=True):
+            return Result(0, xml, "") if args[0] == "gluster" else super().run(args, timeout, check)
+
+    reason = mount.VolumeMount(s, Runner(), "gluster1.example.com", 24007, "vmstore").diagnose(
+        ProviderError("mount failed"))
+    assert expected in reason and "vmstore" in reason
+
+
+def test_backup_servers_are_the_others_once(node_config):
+    s = config.load({"servers": "b,a,b,c"}, {"GLUSTER_CONFIG": node_config})
+    assert mount.VolumeMount(s, None, "b", 24007, "v").servers == ["b", "a", "c"]
+
+
+# -- images on a local filesystem -------------------------------------------------------------
+
+def test_create_never_leaves_a_partial_disk_under_its_name(tmp_path, monkeypatch):
+    path = str(tmp_path / "d" / "disk0")
+
+    def failing_extend(fd, start, end, preallocation, label):
+        os.ftruncate(fd, 4096)
+        raise ProviderError("disk full")
+
+    monkeypatch.setattr(images, "_extend", failing_extend)
+    with pytest.raises(ProviderError):
+        images.create(path, 1 << 20, "full")
+    assert os.listdir(tmp_path / "d") == []
+
+
+def test_create_and_rename_never_replace_a_disk(tmp_path):
+    existing = tmp_path / "disk0"
+    existing.write_bytes(b"precious")
+    with pytest.raises(ProviderError):
+        images.create(str(existing), 1 << 20, "sparse")
+    other = tmp_path / "disk1"
+    other.write_bytes(b"other")
+    with pytest.raises(ProviderError):
+        images.rename(str(other), str(existing))
+    assert existing.read_bytes() == b"precious" and other.read_bytes() == b"other"
+
+
+def test_grow_refuses_to_shrink(tmp_path):
+    path = str(tmp_path / "disk0")
+    images.create(path, 2 << 20, "sparse")
+    with pytest.raises(ProviderError, match="shrink"):
+        images.grow(path, 1 << 20, "sparse")
+    images.grow(path, 3 << 20, "falloc")
+    assert os.path.getsize(path) == 3 << 20
+
+
+def test_sparse_copy_keeps_holes_and_data(tmp_path):
+    source = str(tmp_path / "src")
+    with open(source, "wb") as handle:
+        handle.truncate(64 << 20)
+        handle.seek(10 << 20)
+        handle.write(os.urandom(1 << 20))
+    images.snapshot(source, str(tmp_path / "dst"))
+    with open(source, "rb") as a, open(tmp_path / "dst", "rb") as b:
+        assert a.read() == b.read()
+    assert os.stat(tmp_path / "dst").st_blocks * 512 < 8 << 20
+
+
+def test_open_records_set_list_forget(tmp_path):
+    path = str(tmp_path / "disk0")
+    images.create(path, 1 << 20, "sparse")
+    images.record_open(path, "node1", True)
+    images.record_open(path, "node2", False)
+    assert {n: m for n, (m, _) in images.open_records(path).items()} == {"node1": "exclusive",
+                                                                      "node2": "shared"}
+    images.forget_open(path, "node1")
+    images.forget_open(path, "node1")
+    assert list(images.open_records(path)) == ["node2"]
