@@ -2,7 +2,7 @@
 PYTHON := /usr/bin/python3
 HARNESS := $(PYTHON) tests/harness/local_gluster.py
 
-.PHONY: deps test unit demo faults gluster-up gluster-down
+.PHONY: deps test unit demo faults deb deb-test gluster-up gluster-down
 
 deps:
 	tests/harness/install-deps
@@ -24,3 +24,9 @@ gluster-up: deps
 
 gluster-down:
 	$(HARNESS) down
+
+deb:
+	packaging/build-deb
+
+deb-test: deb
+	packaging/test-deb
