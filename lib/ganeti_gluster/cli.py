@@ -291,6 +291,10 @@ def cmd_join(ctx, args):
     if info is None:
         raise ProviderError(f"volume {ctx.volume} does not exist on this server")
     replica = int(info.findtext("replicaCount") or 1)
+    if args.queue:
+        bricks = _queued(args.queue, bricks, replica)
+        if not bricks:
+            return EXIT_OK
     if len(bricks) % replica:
         raise ProviderError(f"volume {ctx.volume} is replica {replica}: add bricks in groups of "
                             f"{replica}, not {len(bricks)}")
@@ -314,6 +318,28 @@ def cmd_join(ctx, args):
     _wait(ctx, "the rebalance", args.timeout, lambda: _rebalance_done(ctx))
     sys.stdout.write(f"joined {len(bricks)} bricks to {ctx.volume}; rebalance completed\n")
     return EXIT_OK
+
+
+def _queued(path, bricks, replica):
+    """Adds bricks to the queue file; returns all queued bricks once they fill
+    whole replica sets (the queue is then emptied), else nothing."""
+    try:
+        with open(path) as handle:
+            queued = [_brick(line.strip()) for line in handle if line.strip()]
+    except FileNotFoundError:
+        queued = []
+    queued += [b for b in bricks if b not in queued]
+    usable = len(queued) - len(queued) % replica
+    remaining = queued[usable:]
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    temporary = f"{path}.{os.getpid()}.tmp"
+    with open(temporary, "w") as handle:
+        handle.write("".join(f"{host}:{brick}\n" for host, brick in remaining))
+    os.replace(temporary, path)
+    if not usable:
+        sys.stdout.write(f"queued {len(queued)} brick(s) in {path}; volume is replica {replica}: "
+                         f"waiting for {replica - len(queued)} more\n")
+    return queued[:usable]
 
 
 def _peer_in_cluster(ctx, host):
@@ -428,6 +454,8 @@ def parser():
     join.add_argument("--yes", action="store_true", help="make the changes")
     join.add_argument("--force", action="store_true", help="pass force to add-brick")
     join.add_argument("--timeout", type=float, default=600, help="bound on each wait (s)")
+    join.add_argument("--queue", metavar="FILE", help="collect bricks here until they fill whole "
+                      "replica sets (one new node at a time, as the node-add hook does)")
     show = command("show", cmd_show, "a disk's gluster URI, QEMU and libvirt forms", volume=None)
     show.add_argument("disk", help="the disk (VOL_NAME)")
     show.add_argument("--volume", help="the volume (default: GLUSTER_VOLUME)")

@@ -44,6 +44,7 @@ NODE_SETTINGS = {
     "min_free_percent": (lambda s, v: validate.positive_number(s, v, 100), "5"),
     "debug": (validate.boolean, "no"),
     "call_log": (lambda s, v: v and validate.absolute_path(s, v), DEFAULT_CALL_LOG),
+    "join_brick": (lambda s, v: v and validate.absolute_path(s, v), ""),
     "pool": (validate.pool, None),
 }
 # Per-disk parameters Ganeti passes besides ours.
@@ -93,6 +94,7 @@ class Settings(Record):
     min_free_percent: float
     debug: bool
     call_log: str
+    join_brick: str
     config_path: str
 
     def require(self, name):

@@ -453,3 +453,16 @@ def test_open_records_set_list_forget(tmp_path):
     images.forget_open(path, "node1")
     images.forget_open(path, "node1")
     assert list(images.open_records(path)) == ["node2"]
+
+
+# -- ganeti-gluster join's queue --------------------------------------------------------------
+
+def test_join_queue_waits_for_whole_replica_sets(tmp_path, capsys):
+    from ganeti_gluster import cli
+
+    queue = str(tmp_path / "queue")
+    assert cli._queued(queue, [("n1", "/b")], 3) == []
+    assert cli._queued(queue, [("n2", "/b"), ("n1", "/b")], 3) == []
+    assert "waiting for 1 more" in capsys.readouterr().out
+    assert cli._queued(queue, [("n3", "/b"), ("n4", "/b")], 3) == [("n1", "/b"), ("n2", "/b"), ("n3", "/b")]
+    assert open(queue).read() == "n4:/b\n"
