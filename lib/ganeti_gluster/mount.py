@@ -10,7 +10,7 @@ import errno
 import os
 import time
 
-from . import diag, loopdev
+from . import diag, loopdev, retry
 from .errors import ProviderError, TransientError
 from .locks import Lock
 
@@ -199,18 +199,9 @@ class VolumeMount:
             if not self._state_after_mount():
                 raise _MountFailed(str(error or "mount reported success but nothing is mounted"))
 
-        from tenacity import (Retrying, retry_if_exception_type, stop_after_attempt,
-                              stop_after_delay, wait_fixed)
-
-        retrying = Retrying(
-            stop=stop_after_attempt(MOUNT_ATTEMPTS) | stop_after_delay(self.settings.mount_timeout),
-            wait=wait_fixed(RETRY_PAUSE_SECONDS), retry=retry_if_exception_type(_MountFailed),
-            before_sleep=lambda state: diag.warn(
-                f"mounting volume {self.volume} failed (attempt {state.attempt_number} of "
-                f"{MOUNT_ATTEMPTS}): {state.outcome.exception()}"),
-            reraise=True)
         try:
-            retrying(attempt)
+            retry.bounded(attempt, _MountFailed, self.settings.mount_timeout, RETRY_PAUSE_SECONDS,
+                          MOUNT_ATTEMPTS, f"mounting volume {self.volume}")
         except _MountFailed as exc:
             raise ProviderError(self.diagnose(exc)) from None
         diag.debug(f"mounted {self.primary}:/{self.volume} on {self.path}")

@@ -9,7 +9,7 @@ import os
 import stat
 import sys
 
-from . import diag, images, loopdev
+from . import diag, images, loopdev, retry
 from .errors import BadInput, ProviderError, TransientError
 from .location import Location
 from .locks import Lock
@@ -113,7 +113,10 @@ def attach(request, settings, runner, args):
     then the userspace URI for KVM. Idempotent: an attached disk prints its
     existing device."""
     disk = Disk(request, settings, runner)
-    device = _retry_transient(settings, lambda: _map(disk, runner))
+    # Ganeti ignores a failed attach during remove and leaks the disk, so
+    # attach must outlast short outages rather than fail at the first one.
+    device = retry.bounded(lambda: _map(disk, runner), TransientError, settings.mount_timeout, 1.0,
+                           what=f"attaching disk {disk.name}")
     if not stat.S_ISBLK(os.stat(device).st_mode):
         raise ProviderError(f"{device} is not a block device")
     lines = [device]
@@ -128,7 +131,9 @@ def _map(disk, runner):
         info = disk.require()
         device = disk.loop_device(info)
         if device is None:
-            device = loopdev.attach(disk.path, runner)
+            setup_lock = Lock(os.path.join(disk.settings.mount_base, ".locks", "losetup.lock"),
+                              "loop device setup", disk.settings.lock_timeout)
+            device = loopdev.attach(disk.path, runner, setup_lock)
             if disk.loop_device(info) != device:
                 raise ProviderError(f"{device} was set up for disk {disk.name} but does not "
                                     "show it as its backing file")
@@ -150,20 +155,6 @@ def _refuse_unsafe_volume(disk):
             "to accept the risk)")
     diag.warn(f"volume {volume} has performance.strict-o-direct off: acknowledged writes can "
               "be lost if a brick fails (allowed by GLUSTER_ALLOW_STRICT_O_DIRECT_OFF)")
-
-
-def _retry_transient(settings, work):
-    """Runs work(), retrying while it fails transiently, within mount_timeout.
-    Ganeti ignores a failed attach during remove and leaks the disk, so attach
-    must outlast short outages rather than fail at the first one."""
-    try:
-        return work()
-    except TransientError as exc:
-        diag.warn(f"{exc}; retrying for up to {settings.mount_timeout:g} s")
-    from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
-
-    return Retrying(stop=stop_after_delay(settings.mount_timeout), wait=wait_fixed(1),
-                    retry=retry_if_exception_type(TransientError), reraise=True)(work)
 
 
 def _userspace_available(settings):

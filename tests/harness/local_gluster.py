@@ -187,7 +187,7 @@ GLUSTER_MOUNT_BASE={MOUNT_BASE}
 GLUSTER_POOL_REPLICA_VOLUME=gr3
 GLUSTER_POOL_UNSAFE_VOLUME=gvoff
 """)
-    log(f"up: volumes gv0 and gr3 on {BRICK_HOST}, provider config {CONFIG}")
+    log(f"up: volumes gv0, gr3 and gvoff on {BRICK_HOST}, provider config {CONFIG}")
 
 
 def main(argv):

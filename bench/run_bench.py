@@ -1,0 +1,503 @@
+#!/usr/bin/python3
+"""make bench / make bench-quick: every figure is a ratio to a baseline measured
+in the same run, as a median over repeated runs. Absolute times on a shared
+machine are noise; ratios are not.
+
+Writes bench/results/bench.json, bench/results/report.md and PNG plots.
+
+  run_bench.py [--quick] [--out DIR]
+"""
+
+import argparse
+import concurrent.futures
+import json
+import os
+import re
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+from support import STATE, harness  # noqa: E402
+
+PROVIDER = os.path.join(ROOT, "providers", "gluster")
+CONFIG = os.path.join(STATE, "bench.env")
+MOUNT_BASE = os.path.join(STATE, "bench-mnt")
+SHELL_MOUNT = os.path.join(STATE, "bench-shell-mnt")
+MIB = 1 << 20
+
+
+# -- measuring ------------------------------------------------------------------
+
+def timed(argv, env=None, check=True):
+    """(seconds, peak RSS in KiB, stdout) of one command, from wait4's own rusage."""
+    started = time.perf_counter()
+    process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out = process.stdout.read()
+    err = process.stderr.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - started
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if check and process.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} failed: {err.decode().strip()[-300:]}")
+    return seconds, usage.ru_maxrss, out.decode()
+
+
+def provider_env(extra=None):
+    return {"PATH": "/usr/bin:/bin", "GLUSTER_CONFIG": CONFIG, **(extra or {})}
+
+
+def provider(action, extra=None, check=True):
+    return timed([os.path.join(PROVIDER, action)], provider_env(extra), check)
+
+
+def shell(script):
+    return timed(["/bin/sh", "-c", script])
+
+
+def median_of(runs, measure):
+    """Median seconds and the largest peak RSS over `runs` calls of measure()."""
+    samples = [measure() for _ in range(runs)]
+    return statistics.median(s[0] for s in samples), max(s[1] for s in samples)
+
+
+def percentile(values, fraction):
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
+
+
+# -- setup ------------------------------------------------------------------------
+
+def setup():
+    harness("up")
+    fd = os.open(CONFIG, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(f"GLUSTER_SERVERS=127.0.0.1\nGLUSTER_VOLUME=gv0\nGLUSTER_MOUNT_BASE={MOUNT_BASE}\n"
+                     "GLUSTER_DIR=bench\nGLUSTER_CALL_LOG=\n")
+
+
+def new_name():
+    return f"b-{uuid.uuid4().hex[:10]}.ext.disk0"
+
+
+def image(name):
+    return os.path.join(MOUNT_BASE, "gv0", "bench", name)
+
+
+def cleanup(names):
+    for name in names:
+        provider("detach", {"VOL_NAME": name}, check=False)
+        provider("remove", {"VOL_NAME": name}, check=False)
+
+
+# -- 1. control path ------------------------------------------------------------------
+
+def control_path(runs):
+    floor = median_of(runs, lambda: timed(["/usr/bin/python3", "-c", "pass"]))
+    results = {"interpreter_floor": {"seconds": floor[0], "peak_kib": floor[1]}}
+    names = []
+    os.makedirs(SHELL_MOUNT, exist_ok=True)
+
+    def record(op, ours, baseline=None, baseline_name=None):
+        entry = {"seconds": ours[0], "peak_kib": ours[1], "vs_floor": ours[0] / floor[0]}
+        if baseline:
+            entry.update(baseline=baseline_name, baseline_seconds=baseline[0],
+                         vs_baseline=ours[0] / baseline[0])
+        results[op] = entry
+
+    # Provider operations, each on fresh disks so every run does the real work.
+    def fresh(size=1024):
+        name = new_name()
+        names.append(name)
+        provider("create", {"VOL_NAME": name, "VOL_SIZE": str(size)})
+        return name
+
+    provider("create", {"VOL_NAME": "warmup.ext.disk0", "VOL_SIZE": "8"})
+    names.append("warmup.ext.disk0")
+    provider("attach", {"VOL_NAME": "warmup.ext.disk0"})  # keeps the volume mounted
+
+    sample = []
+    for _ in range(runs):
+        name = new_name()
+        names.append(name)
+        sample.append(provider("create", {"VOL_NAME": name, "VOL_SIZE": "1024"}))
+    shell_create = median_of(runs, lambda: shell(f"truncate -s 1G {image(new_name())}"))
+    record("create", (statistics.median(s[0] for s in sample), max(s[1] for s in sample)),
+           shell_create, "truncate -s 1G")
+
+    warm_name = fresh()
+    provider("attach", {"VOL_NAME": warm_name})
+    warm = median_of(runs, lambda: provider("attach", {"VOL_NAME": warm_name}))
+    shell_warm = median_of(runs, lambda: shell(f"losetup -j {image(warm_name)}"))
+    record("attach_warm", warm, shell_warm, "losetup -j FILE")
+
+    def cold_attach():
+        name = fresh(64)
+        provider("detach", {"VOL_NAME": "warmup.ext.disk0"})  # volume unmounted now
+        provider("detach", {"VOL_NAME": warm_name})
+        result = provider("attach", {"VOL_NAME": name})
+        provider("detach", {"VOL_NAME": name})
+        provider("attach", {"VOL_NAME": "warmup.ext.disk0"})
+        return result
+
+    def cold_shell():
+        image_file = f"{SHELL_MOUNT}/bench/" + sorted(os.listdir(os.path.dirname(image(warm_name))))[0]
+        result = shell(f"mount -t glusterfs 127.0.0.1:/gv0 {SHELL_MOUNT} && "
+                       f"losetup --find --show --direct-io=on {image_file}")
+        device = result[2].strip()
+        subprocess.run(["losetup", "-d", device], check=True)
+        subprocess.run(["umount", SHELL_MOUNT], check=True)
+        return result
+
+    provider("detach", {"VOL_NAME": warm_name})
+    record("attach_cold", median_of(runs, cold_attach), median_of(runs, cold_shell),
+           "mount -t glusterfs + losetup")
+    provider("attach", {"VOL_NAME": "warmup.ext.disk0"})
+
+    def detach():
+        name = fresh(64)
+        provider("attach", {"VOL_NAME": name})
+        return provider("detach", {"VOL_NAME": name})
+
+    def detach_shell():
+        device = subprocess.run(["losetup", "--find", "--show", "--direct-io=on", image(names[-1])],
+                                capture_output=True, text=True, check=True).stdout.strip()
+        return shell(f"losetup -d {device}")
+
+    record("detach", median_of(runs, detach), median_of(runs, detach_shell), "losetup -d")
+
+    def grow():
+        name = fresh(64)
+        device = provider("attach", {"VOL_NAME": name})[2].split("\n")[0]
+        del device
+        return provider("grow", {"VOL_NAME": name, "VOL_SIZE": "64", "VOL_NEW_SIZE": "128"})
+
+    def grow_shell():
+        name = fresh(64)
+        device = provider("attach", {"VOL_NAME": name})[2].split("\n")[0]
+        return shell(f"truncate -s 128M {image(name)} && losetup -c {device}")
+
+    record("grow", median_of(runs, grow), median_of(runs, grow_shell), "truncate + losetup -c")
+
+    def remove():
+        return provider("remove", {"VOL_NAME": fresh(64)})
+
+    def remove_shell():
+        return shell(f"rm {image(fresh(64))}")
+
+    record("remove", median_of(runs, remove), median_of(runs, remove_shell), "rm FILE")
+
+    data_name = fresh(256)
+    device = provider("attach", {"VOL_NAME": data_name})[2].split("\n")[0]
+    subprocess.run(["dd", "if=/dev/urandom", f"of={device}", "bs=1M", "count=32", "oflag=direct",
+                    "status=none"], check=True)
+
+    def snapshot():
+        target = new_name()
+        names.append(target)
+        return provider("snapshot", {"VOL_NAME": data_name, "VOL_SNAPSHOT_NAME": target})
+
+    def snapshot_shell():
+        target = image(new_name())
+        result = shell(f"cp --sparse=always {image(data_name)} {target}")
+        os.unlink(target)
+        return result
+
+    record("snapshot_256m", median_of(runs, snapshot), median_of(runs, snapshot_shell),
+           "cp --sparse=always")
+    record("setinfo", median_of(runs, lambda: provider(
+        "setinfo", {"VOL_NAME": data_name, "VOL_METADATA": "originstname+bench.example.com"})),
+        median_of(runs, lambda: shell(f"setfattr -n user.x -v y {image(data_name)}")),
+        "setfattr")
+    cleanup(names)
+    return results
+
+
+# -- 2. scale ------------------------------------------------------------------------------
+
+def scale(counts, runs):
+    results = {}
+    provider("create", {"VOL_NAME": "scale-keep.ext.disk0", "VOL_SIZE": "8"})
+    provider("attach", {"VOL_NAME": "scale-keep.ext.disk0"})
+    directory = os.path.dirname(image("x"))
+    filler = 0
+    for count in counts:
+        while filler < count:  # neighbours: sparse images made directly, fast
+            with open(os.path.join(directory, f"filler-{filler:06d}.ext.disk0"), "wb") as handle:
+                handle.truncate(MIB)
+            filler += 1
+        created = []
+
+        def create():
+            name = new_name()
+            created.append(name)
+            return provider("create", {"VOL_NAME": name, "VOL_SIZE": "64"})
+
+        create_time = median_of(runs, create)
+        provider("attach", {"VOL_NAME": created[0]})
+        attach_time = median_of(runs, lambda: provider("attach", {"VOL_NAME": created[0]}))
+        results[count] = {"create": create_time[0], "attach_warm": attach_time[0]}
+        cleanup(created)
+    for index in range(filler):
+        os.unlink(os.path.join(directory, f"filler-{index:06d}.ext.disk0"))
+    cleanup(["scale-keep.ext.disk0"])
+    smallest, largest = min(counts), max(counts)
+    for op in ("create", "attach_warm"):
+        results[f"{op}_ratio_{largest}_vs_{smallest}"] = results[largest][op] / results[smallest][op]
+    return results
+
+
+# -- 3. concurrency ---------------------------------------------------------------------------
+
+def concurrency(levels, per_level):
+    results = {}
+    provider("create", {"VOL_NAME": "conc-keep.ext.disk0", "VOL_SIZE": "8"})
+    provider("attach", {"VOL_NAME": "conc-keep.ext.disk0"})
+    for level in levels:
+        names = [new_name() for _ in range(max(level, per_level))]
+        for name in names:
+            provider("create", {"VOL_NAME": name, "VOL_SIZE": "16"})
+        latencies = []
+        started = time.perf_counter()
+        with concurrent.futures.ThreadPoolExecutor(max_workers=level) as pool:
+            for seconds, _, _ in pool.map(lambda n: provider("attach", {"VOL_NAME": n}), names):
+                latencies.append(seconds)
+        elapsed = time.perf_counter() - started
+        results[level] = {"attaches": len(names), "throughput_per_s": len(names) / elapsed,
+                          "p50_s": percentile(latencies, 0.5), "p99_s": percentile(latencies, 0.99)}
+        cleanup(names)
+    cleanup(["conc-keep.ext.disk0"])
+    throughputs = [results[level]["throughput_per_s"] for level in levels]
+    results["throughput_never_falls"] = all(b >= a * 0.95 for a, b in zip(throughputs, throughputs[1:]))
+    return results
+
+
+# -- 4. data path ----------------------------------------------------------------------------
+
+FIO_PATTERNS = {
+    "seq_write_1m": ["--rw=write", "--bs=1M", "--iodepth=1"],
+    "seq_read_1m": ["--rw=read", "--bs=1M", "--iodepth=1"],
+    "rand_read_4k_qd1": ["--rw=randread", "--bs=4k", "--iodepth=1"],
+    "rand_write_4k_qd1": ["--rw=randwrite", "--bs=4k", "--iodepth=1"],
+    "rand_read_4k_qd32": ["--rw=randread", "--bs=4k", "--iodepth=32"],
+    "rand_write_4k_qd32": ["--rw=randwrite", "--bs=4k", "--iodepth=32"],
+}
+
+
+def fio(target, pattern, size_mib, seconds):
+    out = subprocess.run(["fio", "--name=bench", f"--filename={target}", "--direct=1",
+                          "--ioengine=libaio", f"--size={size_mib}M", f"--runtime={seconds}",
+                          "--time_based", "--output-format=json", *FIO_PATTERNS[pattern]],
+                         capture_output=True, text=True, check=True).stdout
+    job = json.loads(out[out.index("{"):])["jobs"][0]
+    side = job["write"] if "write" in pattern else job["read"]
+    return side["bw_bytes"] / MIB
+
+
+def qemu_bench(uri, pattern, seconds):
+    """MiB/s from qemu-img bench on the gluster:// URI (QEMU's userspace driver)."""
+    args = FIO_PATTERNS[pattern]
+    size = 1 * MIB if "1M" in args[1] else 4096
+    depth = int(args[2].split("=")[1])
+    count = max(64, int(seconds * (300 * MIB if size == MIB else 20000 * depth ** 0.5) / max(size, 4096) / 4))
+    write = ["-w"] if "write" in pattern else []
+    out = subprocess.run(["qemu-img", "bench", "-f", "raw", "-t", "none", "-n", *write, "-c", str(count),
+                          "-d", str(depth), "-s", str(size), *([] if "rand" not in pattern else ["-S", str(size * 7)]),
+                          uri], capture_output=True, text=True, timeout=600).stdout
+    match = re.search(r"Run completed in ([0-9.]+) seconds", out)
+    return (count * size / MIB) / float(match.group(1)) if match else None
+
+
+def data_path(size_mib, seconds):
+    results = {}
+    local_dir = tempfile.mkdtemp(prefix="bench-local-", dir=STATE)
+    local = os.path.join(local_dir, "file")
+    name = new_name()
+    provider("create", {"VOL_NAME": name, "VOL_SIZE": str(size_mib), "EXTP_PREALLOCATION": "full"})
+    lines = provider("attach", {"VOL_NAME": name})[2].split("\n")
+    device, uri = lines[0], lines[1][len("kvm:"):]
+    fuse_file = image(name + ".fuse")
+    for path in (local, fuse_file):
+        subprocess.run(["dd", "if=/dev/zero", f"of={path}", "bs=1M", f"count={size_mib}",
+                        "status=none"], check=True)
+    try:
+        for pattern in FIO_PATTERNS:
+            row = {"brick_fs_file": fio(local, pattern, size_mib, seconds),
+                   "fuse_file_odirect": fio(fuse_file, pattern, size_mib, seconds),
+                   "loop_device": fio(device, pattern, size_mib, seconds)}
+            row["qemu_gluster"] = qemu_bench(uri, pattern, seconds)
+            row["loop_vs_fuse"] = row["loop_device"] / row["fuse_file_odirect"]
+            results[pattern] = row
+    finally:
+        os.unlink(fuse_file)
+        cleanup([name])
+        shutil.rmtree(local_dir, ignore_errors=True)
+    return results
+
+
+# -- 5. snapshot of a large, mostly empty disk ---------------------------------------------------
+
+def snapshot_large(size_gib, data_mib, runs):
+    name = new_name()
+    provider("create", {"VOL_NAME": name, "VOL_SIZE": str(size_gib * 1024)})
+    device = provider("attach", {"VOL_NAME": name})[2].split("\n")[0]
+    subprocess.run(["dd", "if=/dev/urandom", f"of={device}", "bs=4M", f"count={data_mib // 4}",
+                    "oflag=direct", "status=none"], check=True)
+    snaps = []
+
+    def ours():
+        snap = new_name()
+        snaps.append(snap)
+        result = provider("snapshot", {"VOL_NAME": name, "VOL_SNAPSHOT_NAME": snap})
+        provider("remove", {"VOL_NAME": snap})
+        return result
+
+    def cp():
+        target = image(new_name())
+        result = shell(f"cp --sparse=always {image(name)} {target}")
+        os.unlink(target)
+        return result
+
+    try:
+        mine, theirs = median_of(runs, ours), median_of(runs, cp)
+    finally:
+        cleanup([name] + snaps)
+    return {"disk_gib": size_gib, "data_mib": data_mib, "provider_s": mine[0], "cp_sparse_s": theirs[0],
+            "ratio": mine[0] / theirs[0]}
+
+
+# -- report --------------------------------------------------------------------------------------
+
+def plots(results, out):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    control = {k: v for k, v in results["control_path"].items() if "vs_baseline" in v}
+    figure, axis = plt.subplots(figsize=(8, 4))
+    axis.bar(list(control), [v["vs_baseline"] for v in control.values()], color="#4a7ab5")
+    axis.axhline(1.0, color="black", linewidth=0.8)
+    axis.set_ylabel("provider time / hand-run shell time")
+    axis.set_title("Control path vs the same work by hand (median)")
+    plt.setp(axis.get_xticklabels(), rotation=30, ha="right")
+    figure.tight_layout()
+    figure.savefig(os.path.join(out, "control_path.png"))
+
+    levels = [k for k in results["concurrency"] if isinstance(k, int)]
+    figure, axis = plt.subplots(figsize=(6, 4))
+    axis.plot(levels, [results["concurrency"][l]["throughput_per_s"] for l in levels], marker="o")
+    axis.set_xscale("log", base=2)
+    axis.set_xlabel("parallel attaches")
+    axis.set_ylabel("attaches per second")
+    axis.set_title("Concurrency: throughput")
+    figure.tight_layout()
+    figure.savefig(os.path.join(out, "concurrency.png"))
+
+    if results.get("data_path"):
+        patterns = list(results["data_path"])
+        figure, axis = plt.subplots(figsize=(8, 4))
+        for offset, key in enumerate(("brick_fs_file", "fuse_file_odirect", "loop_device", "qemu_gluster")):
+            axis.bar([i + offset * 0.2 for i in range(len(patterns))],
+                     [results["data_path"][p][key] or 0 for p in patterns], width=0.2, label=key)
+        axis.set_xticks([i + 0.3 for i in range(len(patterns))], patterns, rotation=30, ha="right")
+        axis.set_ylabel("MiB/s")
+        axis.legend()
+        axis.set_title("Data path")
+        figure.tight_layout()
+        figure.savefig(os.path.join(out, "data_path.png"))
+
+
+def report(results, out):
+    c = results["control_path"]
+    lines = ["# Benchmark report", "",
+             f"Run {results['when']} on {results['machine']}, {'quick' if results['quick'] else 'full'} "
+             "mode. Every figure is a median over repeated runs and a ratio to a baseline measured in "
+             "the same run.", "", "## Control path", "",
+             "| operation | provider (ms) | peak RSS (MiB) | vs interpreter floor | baseline | vs baseline |",
+             "|---|---|---|---|---|---|"]
+    for op, v in c.items():
+        if op == "interpreter_floor":
+            continue
+        lines.append(f"| {op} | {v['seconds'] * 1000:.1f} | {v['peak_kib'] / 1024:.1f} | "
+                     f"{v['vs_floor']:.2f}x | {v.get('baseline', '-')} | {v.get('vs_baseline', 0):.2f}x |")
+    lines += ["", f"Interpreter floor (`/usr/bin/python3 -c pass`): "
+                  f"{c['interpreter_floor']['seconds'] * 1000:.1f} ms.", "",
+              f"Targets: warm attach <= 2x floor: **{c['attach_warm']['vs_floor']:.2f}x**; "
+              f"cold attach <= 1.3x shell: **{c['attach_cold']['vs_baseline']:.2f}x**.", "",
+              "![control path](control_path.png)", "", "## Scale", "",
+              "| disks on the volume | create (ms) | warm attach (ms) |", "|---|---|---|"]
+    for count, v in results["scale"].items():
+        if isinstance(count, int):
+            lines.append(f"| {count} | {v['create'] * 1000:.1f} | {v['attach_warm'] * 1000:.1f} |")
+    ratio_keys = [k for k in results["scale"] if isinstance(k, str)]
+    lines += [""] + [f"{k}: **{results['scale'][k]:.2f}x** (target <= 1.2x)" for k in ratio_keys]
+    lines += ["", "## Concurrency (distinct disks)", "", "| parallel | attaches/s | p50 (ms) | p99 (ms) |",
+              "|---|---|---|---|"]
+    for level, v in results["concurrency"].items():
+        if isinstance(level, int):
+            lines.append(f"| {level} | {v['throughput_per_s']:.1f} | {v['p50_s'] * 1000:.0f} | "
+                         f"{v['p99_s'] * 1000:.0f} |")
+    lines += ["", f"Throughput never falls as parallelism rises (5% tolerance): "
+                  f"**{results['concurrency']['throughput_never_falls']}**", "",
+              "![concurrency](concurrency.png)", ""]
+    if results.get("data_path"):
+        lines += ["## Data path (fio, O_DIRECT; qemu-img bench for QEMU's gluster driver), MiB/s", "",
+                  "| pattern | brick fs file | FUSE file | loop device | QEMU gluster:// | loop / FUSE |",
+                  "|---|---|---|---|---|---|"]
+        for pattern, v in results["data_path"].items():
+            qemu = f"{v['qemu_gluster']:.0f}" if v["qemu_gluster"] else "-"
+            lines.append(f"| {pattern} | {v['brick_fs_file']:.0f} | {v['fuse_file_odirect']:.0f} | "
+                         f"{v['loop_device']:.0f} | {qemu} | {v['loop_vs_fuse']:.2f}x |")
+        lines += ["", "Target: loop device >= 0.9x the FUSE file on every pattern.", "",
+                  "![data path](data_path.png)", ""]
+    s = results["snapshot_large"]
+    lines += ["## Snapshot of a large sparse disk", "",
+              f"{s['disk_gib']} GiB disk holding {s['data_mib']} MiB: provider {s['provider_s']:.2f} s, "
+              f"`cp --sparse=always` {s['cp_sparse_s']:.2f} s: **{s['ratio']:.2f}x** (target <= 1.0x).", "",
+              "## Not measured here", "",
+              "Side by side with Ganeti's built-in `gluster` template needs the e2e Ganeti cluster; "
+              "not part of this report yet.", ""]
+    with open(os.path.join(out, "report.md"), "w") as handle:
+        handle.write("\n".join(lines))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, few runs (CI smoke test)")
+    parser.add_argument("--out", default=os.path.join(HERE, "results"))
+    args = parser.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    setup()
+    quick = args.quick
+    runs = 3 if quick else 15
+    results = {"when": time.strftime("%Y-%m-%d %H:%M"), "machine": f"{os.cpu_count()} cores, "
+               f"{os.uname().release}", "quick": quick}
+    print("bench: control path", file=sys.stderr, flush=True)
+    results["control_path"] = control_path(runs)
+    print("bench: scale", file=sys.stderr, flush=True)
+    results["scale"] = scale([10, 100] if quick else [10, 1000, 10000], runs)
+    print("bench: concurrency", file=sys.stderr, flush=True)
+    results["concurrency"] = concurrency([1, 2, 4] if quick else [1, 2, 4, 8, 16, 32], 8 if quick else 64)
+    if not quick:
+        print("bench: data path", file=sys.stderr, flush=True)
+        results["data_path"] = data_path(512, 10)
+    print("bench: snapshot", file=sys.stderr, flush=True)
+    results["snapshot_large"] = snapshot_large(1 if quick else 10, 64 if quick else 1024, 1 if quick else 3)
+    with open(os.path.join(args.out, "bench.json"), "w") as handle:
+        json.dump(results, handle, indent=2, default=str)
+    plots(results, args.out)
+    report(results, args.out)
+    print(open(os.path.join(args.out, "report.md")).read())
+    return 0
+
+
+if __name__ == "__main__":
+    resource.setrlimit(resource.RLIMIT_NOFILE, (4096, 4096))
+    sys.exit(main())
