@@ -1,8 +1,9 @@
 """One function per ExtStorage script: the provider's interface.
 
 Each takes a validated Request, the resolved Settings and a command runner,
-and returns the lines to print on stdout. Texts in quotes are from Ganeti's
-ganeti-extstorage-interface(7) or the 2011 shared-storage design document.
+and returns the lines to print on stdout. The docstrings say what Ganeti's
+ganeti-extstorage-interface(7), or the 2011 shared-storage design document
+for its dialect, asks of the script, and what this provider adds.
 """
 
 import os
@@ -25,9 +26,7 @@ class Disk:
     """One disk of one request: where it lives, its mount, its lock."""
 
     def __init__(self, request, settings, runner, name=None):
-        self.request = request
         self.settings = settings
-        self.runner = runner
         if request.logical_id is not None:
             location = request.logical_id
         else:
@@ -62,19 +61,17 @@ class Disk:
 class _Using:
     """Holds a disk's volume mounted and the disk locked for a with-block."""
 
-    def __init__(self, disk, unmount_after=False, lock=True):
+    def __init__(self, disk, unmount_after=False):
         self.disk = disk
         self.unmount_after = unmount_after
-        self.take_lock = lock
 
     def __enter__(self):
         self.disk.mount.acquire()
-        if self.take_lock:
-            try:
-                self.disk.lock.acquire()
-            except BaseException:
-                self.disk.mount.release()
-                raise
+        try:
+            self.disk.lock.acquire()
+        except BaseException:
+            self.disk.mount.release()
+            raise
         return self.disk
 
     def __exit__(self, *exc):
