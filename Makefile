@@ -2,7 +2,7 @@
 PYTHON := /usr/bin/python3
 HARNESS := $(PYTHON) tests/harness/local_gluster.py
 
-.PHONY: deps test unit demo faults bench bench-quick deb deb-test gluster-up gluster-down
+.PHONY: deps test unit demo faults e2e bench bench-quick deb deb-test gluster-up gluster-down
 
 deps:
 	tests/harness/install-deps
@@ -18,6 +18,9 @@ demo: deps
 
 faults: deps
 	tests/faults/run
+
+e2e: deps
+	tests/e2e/run
 
 bench: deps
 	bench/run

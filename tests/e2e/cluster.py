@@ -1,0 +1,257 @@
+"""A real Ganeti 3.0 cluster on this machine, for make e2e.
+
+Node 1 lives in its own network namespace (veth to the root namespace,
+address 10.79.0.11, a bridge for instance NICs), UTS namespace (host name
+node1.example.com) and mount namespace (/etc/hosts from /etc/netns), held
+open by an anchor process; every Ganeti command runs inside them, with a
+clean environment. glusterd runs inside the same network namespace with its
+own /var/lib/glusterd, so the provider talks to 10.79.0.11:24007 and nothing
+leaves this machine's own namespaces.
+"""
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+
+NS = "gnte2e1"
+NODE = "node1.example.com"
+ADDRESS = "10.79.0.11"
+CLUSTER = "cluster.example.com"
+CLUSTER_ADDRESS = "10.79.0.10"
+OUTSIDE = "10.79.0.1"
+STATE = "/tmp/ganeti-e2e"
+GLUSTER_STATE = os.path.join(STATE, "gluster")
+OS_DIR = "/srv/ganeti/os/e2e-dummy"
+PROVIDER_CONFIG = "/etc/ganeti/extstorage/gluster.env"
+CALL_LOG = "/var/log/ganeti/extstorage/gluster-calls.log"
+CLEAN_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+# Files the cluster changes on the host, saved before and restored after.
+SAVED = ["/root/.ssh", PROVIDER_CONFIG, "/var/lib/ganeti"]
+
+
+def log(message):
+    print(f"e2e: {message}", flush=True)
+
+
+def sh(*args, check=True, timeout=300, env=None):
+    result = subprocess.run(list(args), capture_output=True, text=True, timeout=timeout, env=env)
+    if check and result.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} failed ({result.returncode}): "
+                           f"{(result.stderr or result.stdout).strip()[-800:]}")
+    return result
+
+
+def anchor_pid():
+    try:
+        pid = int(open(os.path.join(STATE, "anchor.pid")).read())
+        os.kill(pid, 0)
+        return pid
+    except (OSError, ValueError):
+        return None
+
+
+def inside(*args, check=True, timeout=600):
+    """Runs a command on node 1, as Ganeti's tools expect: its namespaces,
+    a clean environment."""
+    return sh("nsenter", "-t", str(anchor_pid()), "-n", "-u", "-m", "env", "-i", f"PATH={CLEAN_PATH}",
+              "HOME=/root", "LC_ALL=C", *args, check=check, timeout=timeout)
+
+
+def gluster(*args):
+    pid = int(open(os.path.join(GLUSTER_STATE, "glusterd.pid")).read())
+    return sh("nsenter", "-t", str(pid), "-n", "-m", "gluster", "--mode=script", *args)
+
+
+def noded_pid():
+    return int(inside("cat", "/run/ganeti/ganeti-noded.pid").stdout)
+
+
+def in_noded(*args, check=True):
+    """A command in noded's mount namespace, where the provider's mounts are."""
+    return sh("nsenter", "-t", str(noded_pid()), "-m", "-n", *args, check=check)
+
+
+def up():
+    down()
+    os.makedirs(STATE, mode=0o700)
+    save_host_files()
+    # -- network: a veth into the node's namespace, a bridge for instances --
+    sh("ip", "netns", "add", NS)
+    sh("ip", "link", "add", "gnte2e1o", "type", "veth", "peer", "name", "gnte2e1i")
+    sh("ip", "link", "set", "gnte2e1i", "netns", NS)
+    sh("ip", "addr", "add", f"{OUTSIDE}/24", "dev", "gnte2e1o")
+    sh("ip", "link", "set", "gnte2e1o", "up")
+    for command in (["link", "set", "lo", "up"], ["addr", "add", f"{ADDRESS}/24", "dev", "gnte2e1i"],
+                    ["link", "set", "gnte2e1i", "up"], ["link", "add", "br0", "type", "bridge"],
+                    ["link", "set", "br0", "up"]):
+        sh("ip", "-n", NS, *command)
+    os.makedirs(f"/etc/netns/{NS}", exist_ok=True)
+    with open(f"/etc/netns/{NS}/hosts", "w") as handle:
+        handle.write(f"127.0.0.1 localhost\n{ADDRESS} {NODE} node1\n{CLUSTER_ADDRESS} {CLUSTER}\n"
+                     + "".join(f"10.79.0.{100 + i} inst{i}.example.com\n" for i in range(1, 10)))
+    # -- the anchor: holds node 1's UTS and mount namespaces open --
+    anchor = subprocess.Popen(["ip", "netns", "exec", NS, "unshare", "--uts", "--", "sh", "-c",
+                               f"hostname {NODE} && exec sleep infinity"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    deadline = time.monotonic() + 10
+    pid = None
+    while time.monotonic() < deadline and pid is None:
+        time.sleep(0.1)
+        children = sh("pgrep", "-P", str(anchor.pid), check=False).stdout.split()
+        for candidate in [str(anchor.pid)] + children:
+            if open(f"/proc/{candidate}/comm").read().strip() == "sleep":
+                pid = int(candidate)
+    if pid is None:
+        raise RuntimeError("the namespace anchor did not start")
+    with open(os.path.join(STATE, "anchor.pid"), "w") as handle:
+        handle.write(str(pid))
+    start_glusterd()
+    start_sshd()
+    write_os()
+    install_provider()
+    init_cluster()
+
+
+def start_glusterd():
+    for name in ("lib", "log", "run", "bricks"):
+        os.makedirs(os.path.join(GLUSTER_STATE, name), mode=0o700)
+    shutil.copytree("/var/lib/glusterd/groups", os.path.join(GLUSTER_STATE, "lib", "groups"))
+    binds = " && ".join(["mount -t tmpfs tmpfs /run", "mkdir -p /run/gluster"] + [
+        f"mount --bind {GLUSTER_STATE}/{name} {target}" for name, target in
+        (("lib", "/var/lib/glusterd"), ("log", "/var/log/glusterfs"), ("run", "/run/gluster"))])
+    sh("nsenter", "-t", str(anchor_pid()), "-n", "-u", "-m", "unshare", "--mount", "--propagation",
+       "private", "--", "sh", "-c", f"{binds} && exec /usr/sbin/glusterd -p {GLUSTER_STATE}/glusterd.pid")
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            gluster("pool", "list")
+            break
+        except (RuntimeError, OSError, ValueError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)
+    for volume in ("gv0", "gv1"):
+        gluster("volume", "create", volume, f"{ADDRESS}:{GLUSTER_STATE}/bricks/{volume}", "force")
+        gluster("volume", "set", volume, "performance.strict-o-direct", "on")
+        gluster("volume", "start", volume)
+
+
+def start_sshd():
+    os.makedirs("/run/sshd", exist_ok=True)
+    if not os.path.exists("/etc/ssh/ssh_host_ed25519_key"):
+        sh("ssh-keygen", "-A")
+    inside("/usr/sbin/sshd", "-o", f"PidFile={STATE}/sshd.pid", "-o", f"ListenAddress={ADDRESS}")
+
+
+def write_os():
+    os.makedirs(OS_DIR, exist_ok=True)
+    with open(os.path.join(OS_DIR, "ganeti_api_version"), "w") as handle:
+        handle.write("20\n")
+    open(os.path.join(OS_DIR, "parameters.list"), "w").close()
+    for script in ("create", "export", "import", "rename", "verify"):
+        path = os.path.join(OS_DIR, script)
+        with open(path, "w") as handle:
+            handle.write("#!/bin/sh\nexit 0\n")
+        os.chmod(path, 0o755)
+
+
+def install_provider():
+    """The Debian package, as an operator installs it."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    deb = sh(os.path.join(root, "packaging", "build-deb")).stdout.strip().splitlines()[-1]
+    sh("apt-get", "install", "-y", "-qq", os.path.join(root, deb),
+       env={"DEBIAN_FRONTEND": "noninteractive", "PATH": CLEAN_PATH})
+    open(os.path.join(STATE, "installed-provider"), "w").close()
+    fd = os.open(PROVIDER_CONFIG, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(f"GLUSTER_SERVERS={ADDRESS}\nGLUSTER_VOLUME=gv0\nGLUSTER_POOL_SECOND_VOLUME=gv1\n"
+                     f"GLUSTER_NODE_NAME={NODE}\n")
+
+
+def init_cluster():
+    inside("gnt-cluster", "init", "--enabled-hypervisors=fake", "--enabled-disk-templates=ext",
+           "--no-etc-hosts", "--master-netdev=gnte2e1i", "--nic-parameters=mode=bridged,link=br0",
+           "--ipolicy-bounds-specs=min:cpu-count=1,disk-count=1,disk-size=1,memory-size=32,"
+           "nic-count=0,spindle-use=1/max:cpu-count=8,disk-count=16,disk-size=1048576,"
+           "memory-size=65536,nic-count=8,spindle-use=12",
+           "--ipolicy-std-specs=cpu-count=1,disk-count=1,disk-size=256,memory-size=128,"
+           "nic-count=1,spindle-use=1", CLUSTER)
+
+
+def save_host_files():
+    for path in SAVED:
+        target = os.path.join(STATE, "saved", path.strip("/").replace("/", "__"))
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        if os.path.isdir(path):
+            shutil.copytree(path, target, symlinks=True)
+        elif os.path.exists(path):
+            shutil.copy2(path, target)
+
+
+def restore_host_files():
+    for path in SAVED:
+        saved = os.path.join(STATE, "saved", path.strip("/").replace("/", "__"))
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        elif os.path.exists(path):
+            os.unlink(path)
+        if os.path.isdir(saved):
+            shutil.copytree(saved, path, symlinks=True)
+        elif os.path.exists(saved):
+            shutil.copy2(saved, path)
+
+
+def _kill_pidfile(path):
+    try:
+        pid = int(open(path).read())
+        os.kill(pid, signal.SIGKILL)
+    except (OSError, ValueError):
+        pass
+
+
+def down():
+    """Removes the cluster, from whatever state a run left."""
+    if anchor_pid():
+        inside("gnt-cluster", "destroy", "--yes-do-it", check=False, timeout=120)
+        # The provider's mounts live in the node's mount namespace: unmount
+        # them there, which also ends their FUSE client processes.
+        for line in inside("findmnt", "-rn", "-t", "fuse.glusterfs", "-o", "TARGET", check=False).stdout.split():
+            inside("umount", "-l", line, check=False)
+        for daemon in ("noded", "masterd", "confd", "rapi", "luxid", "wconfd", "kvmd", "metad", "mond"):
+            _kill_pidfile(f"/run/ganeti/ganeti-{daemon}.pid")
+        _kill_pidfile(os.path.join(STATE, "sshd.pid"))
+    # Stale pid files make the next daemon-util start-all refuse to start.
+    shutil.rmtree("/run/ganeti", ignore_errors=True)
+    # FUSE clients of the node's mounts outlive a lazy unmount while their
+    # server is gone; they are ours: they name the node's address.
+    for pid in os.listdir("/proc"):
+        try:
+            argv = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
+        except (OSError, ValueError):
+            continue
+        if argv[0].endswith(b"glusterfs") and f"--volfile-server={ADDRESS}".encode() in argv:
+            os.kill(int(pid), signal.SIGKILL)
+    for root, _, files in os.walk(GLUSTER_STATE):
+        for name in files:
+            if name.endswith(".pid"):
+                _kill_pidfile(os.path.join(root, name))
+    # loop devices and mounts the provider made inside the node's namespaces
+    for line in sh("losetup", "--list", "--noheadings", "--output", "NAME,BACK-FILE").stdout.splitlines():
+        name, _, backing = line.partition(" ")
+        if "/run/ganeti-gluster/" in backing or GLUSTER_STATE in backing:
+            sh("losetup", "-d", name, check=False)
+    if anchor_pid():
+        os.kill(anchor_pid(), signal.SIGKILL)
+    sh("ip", "netns", "delete", NS, check=False)
+    sh("ip", "link", "delete", "gnte2e1o", check=False)
+    if os.path.exists(os.path.join(STATE, "installed-provider")):
+        sh("apt-get", "purge", "-y", "-qq", "ganeti-extstorage-gluster", check=False,
+           env={"DEBIAN_FRONTEND": "noninteractive", "PATH": CLEAN_PATH})
+    if os.path.isdir(os.path.join(STATE, "saved")):
+        restore_host_files()
+    shutil.rmtree(f"/etc/netns/{NS}", ignore_errors=True)
+    shutil.rmtree(OS_DIR, ignore_errors=True)
+    shutil.rmtree(STATE, ignore_errors=True)
