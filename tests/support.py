@@ -77,3 +77,16 @@ def loop_devices_of(path):
                          capture_output=True, text=True, check=True).stdout
     return [line.split()[0] for line in out.splitlines()
             if line.split()[1:] and line.split(None, 1)[1].strip() == path]
+
+
+def fuse_client_pid(mount_point):
+    """The pid of the glusterfs client process serving mount_point, or None."""
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                argv = open(f"/proc/{entry}/cmdline", "rb").read().split(b"\0")
+            except OSError:
+                continue
+            if argv[0].endswith(b"glusterfs") and mount_point.encode() in argv:
+                return int(entry)
+    return None

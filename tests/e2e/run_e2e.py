@@ -10,7 +10,6 @@ end, also on failure.
 """
 
 import os
-import subprocess
 import sys
 import traceback
 

@@ -24,7 +24,7 @@ import xml.etree.ElementTree as ElementTree
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
-from support import MIB, STATE, harness, loop_devices_of, run  # noqa: E402
+from support import STATE, fuse_client_pid, harness, loop_devices_of, run  # noqa: E402
 
 from writer import BLOCK, block  # noqa: E402
 
@@ -254,16 +254,10 @@ def glusterd_down(report):
 
 
 def _client_pid(volume):
-    point = os.path.join(MOUNT_BASE, volume).encode()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                argv = open(f"/proc/{entry}/cmdline", "rb").read().split(b"\0")
-            except OSError:
-                continue
-            if argv[0].endswith(b"glusterfs") and point in argv:
-                return int(entry)
-    raise Wrong(f"no client process for {point}")
+    pid = fuse_client_pid(os.path.join(MOUNT_BASE, volume))
+    if pid is None:
+        raise Wrong(f"no client process for volume {volume}")
+    return pid
 
 
 @scenario("stale FUSE mount", "SIGKILL the FUSE client of fv1 under an attached disk, idle then held")

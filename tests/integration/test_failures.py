@@ -8,6 +8,7 @@ import time
 import pytest
 
 from conftest import MOUNT_BASE, image_path, loop_devices_of, run
+from support import fuse_client_pid
 
 
 def listing(volume="gv0"):
@@ -76,23 +77,11 @@ def test_config_file_writable_by_others_is_refused(tmp_path, disks):
     assert "writable" in result.stderr
 
 
-def _client_pid(mount_point):
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                argv = open(f"/proc/{entry}/cmdline", "rb").read().split(b"\0")
-            except OSError:
-                continue
-            if argv[0].endswith(b"glusterfs") and mount_point.encode() in argv:
-                return int(entry)
-    return None
-
-
 def test_dead_mount_is_detected_and_replaced(disks):
     name = disks.name()
     run("create", {"VOL_NAME": name, "VOL_SIZE": "8"}, check=True)
     mount_point = os.path.join(MOUNT_BASE, "gv0")
-    os.kill(_client_pid(mount_point), signal.SIGKILL)
+    os.kill(fuse_client_pid(mount_point), signal.SIGKILL)
     time.sleep(0.5)
     with pytest.raises(OSError):
         os.stat(image_path(name))
@@ -102,7 +91,7 @@ def test_dead_mount_is_detected_and_replaced(disks):
 
 
 def _kill_client_of_gv0():
-    os.kill(_client_pid(os.path.join(MOUNT_BASE, "gv0")), signal.SIGKILL)
+    os.kill(fuse_client_pid(os.path.join(MOUNT_BASE, "gv0")), signal.SIGKILL)
     time.sleep(0.5)
 
 
