@@ -16,6 +16,10 @@ from .errors import ProviderError
 _POLL_SECONDS = 0.02
 
 
+class _Expired(Exception):
+    """The alarm bounding a lock wait went off."""
+
+
 class Lock:
     def __init__(self, path, what, timeout):
         self.path = path
@@ -51,18 +55,53 @@ class Lock:
 
     def _flock(self, mode, deadline=None):
         deadline = deadline or time.monotonic() + self.timeout
-        while True:
-            try:
-                fcntl.flock(self.fd, mode | fcntl.LOCK_NB)
-                self.mode = mode
-                return
-            except OSError as exc:
-                if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                    raise
-            if time.monotonic() >= deadline:
-                raise ProviderError(f"timed out after {self.timeout:g} s waiting for the lock "
-                                    f"on {self.what} ({self.path}); another script is still working on it")
+        if self._try(mode):
+            return
+        import threading  # only when someone else holds the lock
+
+        if threading.current_thread() is threading.main_thread():
+            self._wait_blocking(mode, deadline)
+            return
+        while not self._try(mode):  # signals are for the main thread only: poll
+            self._check_deadline(deadline)
             time.sleep(_POLL_SECONDS)
+
+    def _try(self, mode):
+        try:
+            fcntl.flock(self.fd, mode | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+            return False
+        self.mode = mode
+        return True
+
+    def _wait_blocking(self, mode, deadline):
+        """A blocking flock, bounded by an alarm: the waiter wakes the moment
+        the holder lets go (polling made 32 parallel attaches lose time)."""
+        import signal
+
+        remaining = deadline - time.monotonic()
+        self._check_deadline(deadline)
+
+        def expire(signum, frame):
+            raise _Expired()
+
+        previous = signal.signal(signal.SIGALRM, expire)
+        signal.setitimer(signal.ITIMER_REAL, remaining)
+        try:
+            fcntl.flock(self.fd, mode)
+            self.mode = mode
+        except _Expired:
+            self._check_deadline(0)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+
+    def _check_deadline(self, deadline):
+        if time.monotonic() >= deadline:
+            raise ProviderError(f"timed out after {self.timeout:g} s waiting for the lock "
+                                f"on {self.what} ({self.path}); another script is still working on it")
 
     def try_exclusive(self):
         """Upgrades to exclusive without waiting; False if someone else holds it."""

@@ -466,3 +466,25 @@ def test_join_queue_waits_for_whole_replica_sets(tmp_path, capsys):
     assert "waiting for 1 more" in capsys.readouterr().out
     assert cli._queued(queue, [("n3", "/b"), ("n4", "/b")], 3) == [("n1", "/b"), ("n2", "/b"), ("n3", "/b")]
     assert open(queue).read() == "n4:/b\n"
+
+
+# -- locks ---------------------------------------------------------------------------------------
+
+def test_a_lock_wait_is_bounded_and_wakes_when_released(tmp_path):
+    import subprocess
+    import time as clock
+    from ganeti_gluster.locks import Lock
+
+    path = str(tmp_path / "x.lock")
+    holder = subprocess.Popen([sys.executable, "-c",
+                               "import fcntl,sys,time; f=open(sys.argv[1],'w'); fcntl.flock(f, fcntl.LOCK_EX);"
+                               " print('held', flush=True); time.sleep(float(sys.argv[2]))", path, "0.5"],
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline() == "held\n"
+    with pytest.raises(ProviderError, match="timed out after 0.2 s"):
+        Lock(path, "test", 0.2).acquire()
+    started = clock.monotonic()
+    with Lock(path, "test", 5).acquire():
+        waited = clock.monotonic() - started
+    holder.wait()
+    assert waited < 1.0  # woke when the holder exited, not at the 5 s bound
