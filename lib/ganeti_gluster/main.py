@@ -111,7 +111,8 @@ def _log_call(settings, action, environ, code, lines, reason, seconds):
     shown = " ".join(f"{key}={_printable(value)}" for key, value in sorted(environ.items())
                      if key.startswith(_LOGGED_VARIABLES))
     outcome = reason if code else " | ".join(lines)
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime())
+    now = time.time()
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(now)) + f".{int(now % 1 * 1000):03d}"
     node = settings.node_name if settings else os.uname().nodename
     line = f"{stamp} {node} pid={os.getpid()} {action} {shown} -> exit {code} in {seconds * 1000:.0f} ms: {_printable(outcome or '')}\n"
     try:

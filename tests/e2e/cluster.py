@@ -21,11 +21,20 @@ ADDRESS = "10.79.0.11"
 CLUSTER = "cluster.example.com"
 CLUSTER_ADDRESS = "10.79.0.10"
 OUTSIDE = "10.79.0.1"
+NODE2 = "node2.example.com"
+ADDRESS2 = "10.79.0.12"
+NS2 = "gnte2e2"
+BRIDGE = "gnte2ebr"
+NODE2_STATE = "/tmp/ganeti-e2e/node2"
 STATE = "/tmp/ganeti-e2e"
 GLUSTER_STATE = os.path.join(STATE, "gluster")
 OS_DIR = "/srv/ganeti/os/e2e-dummy"
 PROVIDER_CONFIG = "/etc/ganeti/extstorage/gluster.env"
 CALL_LOG = "/var/log/ganeti/extstorage/gluster-calls.log"
+CALL_LOG2 = os.path.join(NODE2_STATE, "log", "extstorage", "gluster-calls.log")
+HOSTS = (f"127.0.0.1 localhost\n{ADDRESS} {NODE} node1\n{ADDRESS2} {NODE2} node2\n"
+         f"{CLUSTER_ADDRESS} {CLUSTER}\n"
+         + "".join(f"10.79.0.{100 + i} inst{i}.example.com\n" for i in range(1, 10)))
 CLEAN_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 # Files the cluster changes on the host, saved before and restored after.
 SAVED = ["/root/.ssh", PROVIDER_CONFIG, "/var/lib/ganeti"]
@@ -78,41 +87,100 @@ def up():
     os.makedirs(STATE, mode=0o700)
     save_host_files()
     # -- network: a veth into the node's namespace, a bridge for instances --
+    # Both nodes' veths end on one bridge in the root namespace.
+    sh("ip", "link", "add", BRIDGE, "type", "bridge")
+    sh("ip", "addr", "add", f"{OUTSIDE}/24", "dev", BRIDGE)
+    sh("ip", "link", "set", BRIDGE, "up")
     sh("ip", "netns", "add", NS)
     sh("ip", "link", "add", "gnte2e1o", "type", "veth", "peer", "name", "gnte2e1i")
     sh("ip", "link", "set", "gnte2e1i", "netns", NS)
-    sh("ip", "addr", "add", f"{OUTSIDE}/24", "dev", "gnte2e1o")
-    sh("ip", "link", "set", "gnte2e1o", "up")
+    sh("ip", "link", "set", "gnte2e1o", "master", BRIDGE, "up")
     for command in (["link", "set", "lo", "up"], ["addr", "add", f"{ADDRESS}/24", "dev", "gnte2e1i"],
                     ["link", "set", "gnte2e1i", "up"], ["link", "add", "br0", "type", "bridge"],
                     ["link", "set", "br0", "up"]):
         sh("ip", "-n", NS, *command)
     os.makedirs(f"/etc/netns/{NS}", exist_ok=True)
     with open(f"/etc/netns/{NS}/hosts", "w") as handle:
-        handle.write(f"127.0.0.1 localhost\n{ADDRESS} {NODE} node1\n{CLUSTER_ADDRESS} {CLUSTER}\n"
-                     + "".join(f"10.79.0.{100 + i} inst{i}.example.com\n" for i in range(1, 10)))
+        handle.write(HOSTS)
     # -- the anchor: holds node 1's UTS and mount namespaces open --
-    anchor = subprocess.Popen(["ip", "netns", "exec", NS, "unshare", "--uts", "--", "sh", "-c",
-                               f"hostname {NODE} && exec sleep infinity"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              start_new_session=True)
-    deadline = time.monotonic() + 10
-    pid = None
-    while time.monotonic() < deadline and pid is None:
-        time.sleep(0.1)
-        children = sh("pgrep", "-P", str(anchor.pid), check=False).stdout.split()
-        for candidate in [str(anchor.pid)] + children:
-            if open(f"/proc/{candidate}/comm").read().strip() == "sleep":
-                pid = int(candidate)
-    if pid is None:
-        raise RuntimeError("the namespace anchor did not start")
-    with open(os.path.join(STATE, "anchor.pid"), "w") as handle:
-        handle.write(str(pid))
+    start_anchor(NS, f"hostname {NODE}", "anchor.pid")
     start_glusterd()
     start_sshd()
     write_os()
     install_provider()
     init_cluster()
+
+
+def start_anchor(namespace, setup, pidfile):
+    """A sleeping process holding a node's namespaces open; its pid goes to pidfile."""
+    anchor = subprocess.Popen(["ip", "netns", "exec", namespace, "unshare", "--uts", "--", "sh", "-c",
+                               f"{setup} && exec sleep infinity"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        for candidate in [str(anchor.pid)] + sh("pgrep", "-P", str(anchor.pid), check=False).stdout.split():
+            if open(f"/proc/{candidate}/comm").read().strip() == "sleep":
+                with open(os.path.join(STATE, pidfile), "w") as handle:
+                    handle.write(candidate)
+                return int(candidate)
+    raise RuntimeError(f"the namespace anchor of {namespace} did not start")
+
+
+def anchor2_pid():
+    try:
+        pid = int(open(os.path.join(STATE, "anchor2.pid")).read())
+        os.kill(pid, 0)
+        return pid
+    except (OSError, ValueError):
+        return None
+
+
+def inside2(*args, check=True, timeout=600):
+    return sh("nsenter", "-t", str(anchor2_pid()), "-n", "-u", "-m", "env", "-i", f"PATH={CLEAN_PATH}",
+              "HOME=/root", "LC_ALL=C", *args, check=check, timeout=timeout)
+
+
+def noded2_pid():
+    return int(inside2("cat", "/run/ganeti/ganeti-noded.pid").stdout)
+
+
+def add_node2():
+    """Node 2: its own network, UTS and mount namespaces, with private
+    /var/lib/ganeti, /var/log/ganeti, /run, /root/.ssh and /etc/ssh."""
+    sh("ip", "netns", "add", NS2)
+    sh("ip", "link", "add", "gnte2e2o", "type", "veth", "peer", "name", "gnte2e2i")
+    sh("ip", "link", "set", "gnte2e2i", "netns", NS2)
+    sh("ip", "link", "set", "gnte2e2o", "master", BRIDGE, "up")
+    for command in (["link", "set", "lo", "up"], ["addr", "add", f"{ADDRESS2}/24", "dev", "gnte2e2i"],
+                    ["link", "set", "gnte2e2i", "up"], ["link", "add", "br0", "type", "bridge"],
+                    ["link", "set", "br0", "up"]):
+        sh("ip", "-n", NS2, *command)
+    os.makedirs(f"/etc/netns/{NS2}", exist_ok=True)
+    with open(f"/etc/netns/{NS2}/hosts", "w") as handle:
+        handle.write(HOSTS)
+    private = {"lib": "/var/lib/ganeti", "log": "/var/log/ganeti", "root-ssh": "/root/.ssh",
+               "etc-ssh": "/etc/ssh"}
+    for name, original in private.items():
+        target = os.path.join(NODE2_STATE, name)
+        if name in ("root-ssh", "etc-ssh"):
+            shutil.copytree(original, target, symlinks=True)  # node 1's key opens node 2
+        else:
+            os.makedirs(target)
+            info = os.stat(original)
+            os.chown(target, info.st_uid, info.st_gid)
+            os.chmod(target, info.st_mode & 0o7777)
+    extstorage = os.path.join(NODE2_STATE, "log", "extstorage")
+    os.makedirs(extstorage)
+    info = os.stat("/var/log/ganeti/extstorage")
+    os.chown(extstorage, info.st_uid, info.st_gid)
+    os.chmod(extstorage, 0o750)
+    binds = " && ".join(["mount -t tmpfs tmpfs /run", "mkdir -p /run/sshd /run/lock"] + [
+        f"mount --bind {NODE2_STATE}/{name} {original}" for name, original in private.items()])
+    start_anchor(NS2, f"hostname {NODE2} && {binds}", "anchor2.pid")
+    inside2("/usr/sbin/sshd", "-o", "PidFile=/run/sshd-e2e.pid", "-o", f"ListenAddress={ADDRESS2}")
+    inside("gnt-node", "add", "--no-ssh-key-check", NODE2)
 
 
 def start_glusterd():
@@ -168,7 +236,7 @@ def install_provider():
     fd = os.open(PROVIDER_CONFIG, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(f"GLUSTER_SERVERS={ADDRESS}\nGLUSTER_VOLUME=gv0\nGLUSTER_POOL_SECOND_VOLUME=gv1\n"
-                     f"GLUSTER_NODE_NAME={NODE}\n")
+                     )
 
 
 def init_cluster():
@@ -215,11 +283,14 @@ def _kill_pidfile(path):
 def down():
     """Removes the cluster, from whatever state a run left."""
     if anchor_pid():
+        inside("gnt-node", "remove", NODE2, check=False, timeout=120)
         inside("gnt-cluster", "destroy", "--yes-do-it", check=False, timeout=120)
         # The provider's mounts live in the node's mount namespace: unmount
         # them there, which also ends their FUSE client processes.
-        for line in inside("findmnt", "-rn", "-t", "fuse.glusterfs", "-o", "TARGET", check=False).stdout.split():
-            inside("umount", "-l", line, check=False)
+        for run_inside in (inside, inside2) if anchor2_pid() else (inside,):
+            for line in run_inside("findmnt", "-rn", "-t", "fuse.glusterfs", "-o", "TARGET",
+                                   check=False).stdout.split():
+                run_inside("umount", "-l", line, check=False)
         for daemon in ("noded", "masterd", "confd", "rapi", "luxid", "wconfd", "kvmd", "metad", "mond"):
             _kill_pidfile(f"/run/ganeti/ganeti-{daemon}.pid")
         _kill_pidfile(os.path.join(STATE, "sshd.pid"))
@@ -243,15 +314,25 @@ def down():
         name, _, backing = line.partition(" ")
         if "/run/ganeti-gluster/" in backing or GLUSTER_STATE in backing:
             sh("losetup", "-d", name, check=False)
-    if anchor_pid():
-        os.kill(anchor_pid(), signal.SIGKILL)
-    sh("ip", "netns", "delete", NS, check=False)
-    sh("ip", "link", "delete", "gnte2e1o", check=False)
+    # Everything still running in the nodes' network namespaces is ours.
+    for namespace in (NS2, NS):
+        for pid in sh("ip", "netns", "pids", namespace, check=False).stdout.split():
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except OSError:
+                pass
+    for anchor in (anchor_pid(), anchor2_pid()):
+        if anchor:
+            os.kill(anchor, signal.SIGKILL)
+    for namespace in (NS, NS2):
+        sh("ip", "netns", "delete", namespace, check=False)
+        shutil.rmtree(f"/etc/netns/{namespace}", ignore_errors=True)
+    for link in ("gnte2e1o", "gnte2e2o", BRIDGE):
+        sh("ip", "link", "delete", link, check=False)
     if os.path.exists(os.path.join(STATE, "installed-provider")):
         sh("apt-get", "purge", "-y", "-qq", "ganeti-extstorage-gluster", check=False,
            env={"DEBIAN_FRONTEND": "noninteractive", "PATH": CLEAN_PATH})
     if os.path.isdir(os.path.join(STATE, "saved")):
         restore_host_files()
-    shutil.rmtree(f"/etc/netns/{NS}", ignore_errors=True)
     shutil.rmtree(OS_DIR, ignore_errors=True)
     shutil.rmtree(STATE, ignore_errors=True)

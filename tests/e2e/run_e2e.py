@@ -27,24 +27,32 @@ class Step:
     def __init__(self, *command):
         self.command = command
         mark = os.path.getsize(cluster.CALL_LOG) if os.path.exists(cluster.CALL_LOG) else 0
+        mark2 = os.path.getsize(cluster.CALL_LOG2) if os.path.exists(cluster.CALL_LOG2) else 0
         print(f"\n$ {' '.join(command)}", flush=True)
         result = cluster.inside(*command, check=False)
         if result.returncode != 0:
             print(result.stdout[-2000:] + result.stderr[-2000:])
             failures.append(f"{' '.join(command)} failed")
             raise RuntimeError(f"{' '.join(command)} exited {result.returncode}")
-        with open(cluster.CALL_LOG) as handle:
-            handle.seek(mark)
-            self.calls = [line.split(" ", 4)[3] for line in handle.read().splitlines()]
-            handle.seek(mark)
-            for line in handle.read().splitlines():
+        lines = []
+        for log, start in ((cluster.CALL_LOG, mark), (cluster.CALL_LOG2, mark2)):
+            if os.path.exists(log):
+                with open(log) as handle:
+                    handle.seek(start)
+                    lines += handle.read().splitlines()
+        lines.sort()  # by time stamp, then node
+        self.calls = [line.split(" ", 4)[3] for line in lines]
+        self.calls_by_node = [(line.split(" ")[1], line.split(" ")[3]) for line in lines]
+        if True:
+            for line in lines:
                 fields = line.split(" ")
                 name = next((f[9:] for f in fields if f.startswith("VOL_NAME=")), "")
                 extra = " ".join(f for f in fields if f.startswith(("VOL_NEW_SIZE", "VOL_OPEN_EXCLUSIVE",
                                                                     "VOL_METADATA", "VOL_SNAPSHOT_NAME",
                                                                     "EXTP_POOL", "EXTP_PREALLOCATION")))
                 outcome = line.split(" -> ", 1)[1] if " -> " in line else ""
-                print(f"    provider: {fields[3]:<8} {name[:8]}..{name[-10:]} {extra} -> {outcome[:60]}")
+                print(f"    provider@{fields[1].split('.')[0]}: {fields[3]:<8} {name[:8]}..{name[-10:]} "
+                      f"{extra} -> {outcome[:60]}")
 
     def check(self, description, condition):
         print(f"    check: {description}: {'ok' if condition else 'FAILED'}", flush=True)
@@ -184,11 +192,50 @@ def scenario():
     gone.check("nothing left on the node", not loops() and mounts() == [])
 
 
+def mapped_on(name, volume="gv0"):
+    """The nodes on which the disk is mapped: a loop device whose backing
+    file is the image as that node's noded sees it (device and inode)."""
+    out = cluster.sh("losetup", "--list", "--noheadings", "--output", "BACK-MAJ:MIN,BACK-INO").stdout
+    backed = {tuple(line.split()) for line in out.splitlines() if len(line.split()) == 2}
+    nodes = []
+    for node, noded in ((cluster.NODE, cluster.noded_pid()), (cluster.NODE2, cluster.noded2_pid())):
+        seen = cluster.sh("nsenter", "-t", str(noded), "-m", "stat", "-c", "%d %i",
+                          f"/run/ganeti-gluster/{volume}/ganeti/{name}", check=False)
+        if seen.returncode == 0:
+            dev, ino = (int(x) for x in seen.stdout.split())
+            if (f"{os.major(dev)}:{os.minor(dev)}", str(ino)) in backed:
+                nodes.append(node)
+    return nodes
+
+
+def two_nodes():
+    print(f"\n$ gnt-node add --no-ssh-key-check {cluster.NODE2}", flush=True)
+    cluster.add_node2()
+    one, two = cluster.NODE, cluster.NODE2
+    Step("gnt-instance", "add", "-t", "ext", "--disk", "0:size=64M,provider=gluster", "-o", "e2e-dummy",
+         "--no-install", "--no-ip-check", "--no-name-check", "-n", one, "-B", "memory=128",
+         "inst4.example.com")
+    Step("gnt-instance", "start", "inst4.example.com")
+    disk = next(iter(images()))
+    for command, target, source in ((("migrate", "-f", "-n", two), two, one),
+                                    (("migrate", "-f", "-n", one), one, two),
+                                    (("failover", "-f", "-n", two), two, one),
+                                    (("failover", "-f", "-n", one), one, two)):
+        step = Step("gnt-instance", *command, "inst4.example.com")
+        step.check(f"the disk is mapped on {target.split('.')[0]} only", mapped_on(disk) == [target])
+        step.check(f"{target.split('.')[0]} holds it open exclusively, {source.split('.')[0]} not at all",
+                   open_records("gv0", disk) == {target: "exclusive"})
+        step.check("both nodes took part", {n for n, _ in step.calls_by_node} == {one, two})
+    gone = Step("gnt-instance", "remove", "-f", "inst4.example.com")
+    gone.check("removed; mapped nowhere", images() == {} and mapped_on(disk) == [])
+
+
 def main():
     try:
         print("e2e: bringing up GlusterFS and a Ganeti 3.0 cluster in network namespaces", flush=True)
         cluster.up()
         scenario()
+        two_nodes()
     except Exception:
         traceback.print_exc()
         failures.append("the scenario stopped early")
