@@ -240,13 +240,18 @@ def install_provider():
 
 
 def init_cluster():
-    inside("gnt-cluster", "init", "--enabled-hypervisors=fake", "--enabled-disk-templates=ext",
+    hypervisors = "fake,kvm" if kvm_available() else "fake"
+    inside("gnt-cluster", "init", f"--enabled-hypervisors={hypervisors}", "--enabled-disk-templates=ext",
            "--no-etc-hosts", "--master-netdev=gnte2e1i", "--nic-parameters=mode=bridged,link=br0",
            "--ipolicy-bounds-specs=min:cpu-count=1,disk-count=1,disk-size=1,memory-size=32,"
            "nic-count=0,spindle-use=1/max:cpu-count=8,disk-count=16,disk-size=1048576,"
            "memory-size=65536,nic-count=8,spindle-use=12",
            "--ipolicy-std-specs=cpu-count=1,disk-count=1,disk-size=256,memory-size=128,"
            "nic-count=1,spindle-use=1", CLUSTER)
+
+
+def kvm_available():
+    return os.path.exists("/dev/kvm") and shutil.which("qemu-system-x86_64") is not None
 
 
 def save_host_files():
