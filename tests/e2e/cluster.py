@@ -91,17 +91,7 @@ def up():
     sh("ip", "link", "add", BRIDGE, "type", "bridge")
     sh("ip", "addr", "add", f"{OUTSIDE}/24", "dev", BRIDGE)
     sh("ip", "link", "set", BRIDGE, "up")
-    sh("ip", "netns", "add", NS)
-    sh("ip", "link", "add", "gnte2e1o", "type", "veth", "peer", "name", "gnte2e1i")
-    sh("ip", "link", "set", "gnte2e1i", "netns", NS)
-    sh("ip", "link", "set", "gnte2e1o", "master", BRIDGE, "up")
-    for command in (["link", "set", "lo", "up"], ["addr", "add", f"{ADDRESS}/24", "dev", "gnte2e1i"],
-                    ["link", "set", "gnte2e1i", "up"], ["link", "add", "br0", "type", "bridge"],
-                    ["link", "set", "br0", "up"]):
-        sh("ip", "-n", NS, *command)
-    os.makedirs(f"/etc/netns/{NS}", exist_ok=True)
-    with open(f"/etc/netns/{NS}/hosts", "w") as handle:
-        handle.write(HOSTS)
+    make_node_network(NS, "gnte2e1", ADDRESS)
     # -- the anchor: holds node 1's UTS and mount namespaces open --
     start_anchor(NS, f"hostname {NODE}", "anchor.pid")
     start_glusterd()
@@ -109,6 +99,22 @@ def up():
     write_os()
     install_provider()
     init_cluster()
+
+
+def make_node_network(namespace, veth, address):
+    """A node's network namespace: a veth to the shared bridge, its address,
+    a bridge br0 for instance NICs, and /etc/hosts naming everything."""
+    sh("ip", "netns", "add", namespace)
+    sh("ip", "link", "add", f"{veth}o", "type", "veth", "peer", "name", f"{veth}i")
+    sh("ip", "link", "set", f"{veth}i", "netns", namespace)
+    sh("ip", "link", "set", f"{veth}o", "master", BRIDGE, "up")
+    for command in (["link", "set", "lo", "up"], ["addr", "add", f"{address}/24", "dev", f"{veth}i"],
+                    ["link", "set", f"{veth}i", "up"], ["link", "add", "br0", "type", "bridge"],
+                    ["link", "set", "br0", "up"]):
+        sh("ip", "-n", namespace, *command)
+    os.makedirs(f"/etc/netns/{namespace}", exist_ok=True)
+    with open(f"/etc/netns/{namespace}/hosts", "w") as handle:
+        handle.write(HOSTS)
 
 
 def start_anchor(namespace, setup, pidfile):
@@ -149,17 +155,7 @@ def noded2_pid():
 def add_node2():
     """Node 2: its own network, UTS and mount namespaces, with private
     /var/lib/ganeti, /var/log/ganeti, /run, /root/.ssh and /etc/ssh."""
-    sh("ip", "netns", "add", NS2)
-    sh("ip", "link", "add", "gnte2e2o", "type", "veth", "peer", "name", "gnte2e2i")
-    sh("ip", "link", "set", "gnte2e2i", "netns", NS2)
-    sh("ip", "link", "set", "gnte2e2o", "master", BRIDGE, "up")
-    for command in (["link", "set", "lo", "up"], ["addr", "add", f"{ADDRESS2}/24", "dev", "gnte2e2i"],
-                    ["link", "set", "gnte2e2i", "up"], ["link", "add", "br0", "type", "bridge"],
-                    ["link", "set", "br0", "up"]):
-        sh("ip", "-n", NS2, *command)
-    os.makedirs(f"/etc/netns/{NS2}", exist_ok=True)
-    with open(f"/etc/netns/{NS2}/hosts", "w") as handle:
-        handle.write(HOSTS)
+    make_node_network(NS2, "gnte2e2", ADDRESS2)
     private = {"lib": "/var/lib/ganeti", "log": "/var/log/ganeti", "root-ssh": "/root/.ssh",
                "etc-ssh": "/etc/ssh"}
     for name, original in private.items():
