@@ -4,6 +4,8 @@ Ganeti 3.0/3.1 never runs verify; operators and monitoring do. Each check
 prints one line on stdout: '<check>: ok|FAILED: <detail>'.
 """
 
+import functools
+
 from .errors import BadInput, ProviderError
 from .mount import PROBE_TIMEOUT, VolumeMount, tcp_probe
 
@@ -24,7 +26,10 @@ def _server(settings, runner):
     return f"reachable: {', '.join(up)}" + (f"; unreachable: {'; '.join(down)}" if down else "")
 
 
+@functools.lru_cache(maxsize=1)
 def _facts(settings, runner):
+    """What glusterd says about the volume, asked once per verify run
+    (the volume, odirect and health checks all need it)."""
     from .health import VolumeFacts
 
     volume = settings.require("volume")
