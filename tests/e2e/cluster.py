@@ -52,20 +52,35 @@ def sh(*args, check=True, timeout=300, env=None):
     return result
 
 
-def anchor_pid():
+def anchor_pid(pidfile="anchor.pid"):
+    """The process holding a node's namespaces open (node 1 by default), or None."""
     try:
-        pid = int(open(os.path.join(STATE, "anchor.pid")).read())
+        pid = int(open(os.path.join(STATE, pidfile)).read())
         os.kill(pid, 0)
         return pid
     except (OSError, ValueError):
         return None
 
 
-def inside(*args, check=True, timeout=600):
-    """Runs a command on node 1, as Ganeti's tools expect: its namespaces,
-    a clean environment."""
-    return sh("nsenter", "-t", str(anchor_pid()), "-n", "-u", "-m", "env", "-i", f"PATH={CLEAN_PATH}",
+def anchor2_pid():
+    return anchor_pid("anchor2.pid")
+
+
+def _on_node(anchor, args, check, timeout):
+    """A command in a node's namespaces with a clean environment, as Ganeti's
+    tools expect."""
+    return sh("nsenter", "-t", str(anchor), "-n", "-u", "-m", "env", "-i", f"PATH={CLEAN_PATH}",
               "HOME=/root", "LC_ALL=C", *args, check=check, timeout=timeout)
+
+
+def inside(*args, check=True, timeout=600):
+    """Runs a command on node 1."""
+    return _on_node(anchor_pid(), args, check, timeout)
+
+
+def inside2(*args, check=True, timeout=600):
+    """Runs a command on node 2."""
+    return _on_node(anchor2_pid(), args, check, timeout)
 
 
 def gluster(*args):
@@ -132,20 +147,6 @@ def start_anchor(namespace, setup, pidfile):
                     handle.write(candidate)
                 return int(candidate)
     raise RuntimeError(f"the namespace anchor of {namespace} did not start")
-
-
-def anchor2_pid():
-    try:
-        pid = int(open(os.path.join(STATE, "anchor2.pid")).read())
-        os.kill(pid, 0)
-        return pid
-    except (OSError, ValueError):
-        return None
-
-
-def inside2(*args, check=True, timeout=600):
-    return sh("nsenter", "-t", str(anchor2_pid()), "-n", "-u", "-m", "env", "-i", f"PATH={CLEAN_PATH}",
-              "HOME=/root", "LC_ALL=C", *args, check=check, timeout=timeout)
 
 
 def noded2_pid():
