@@ -16,6 +16,9 @@ from .errors import ProviderError, TransientError
 MIB = 1 << 20
 CHUNK = 4 * MIB
 _ZEROS = bytes(CHUNK)
+# Copies read into one reused 1 MiB buffer: fresh 4 MiB bytes objects cost a
+# page fault per page, which on two cores slows the FUSE client beside us.
+COPY_CHUNK = 1 * MIB
 XATTR_PREFIX = "user.ganeti-gluster."
 METADATA_XATTR = XATTR_PREFIX + "metadata"
 OPEN_XATTR_PREFIX = XATTR_PREFIX + "open."
@@ -130,14 +133,16 @@ def copy_sparse(src_fd, dst_fd, size):
         if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOTSUP):
             raise
         segments = None  # the volume cannot tell holes from data: look at the bytes
+    buffer = bytearray(COPY_CHUNK)
     if segments is None:
-        _copy_skipping_zeros(src_fd, dst_fd, 0, size, progress)
+        _copy_skipping_zeros(src_fd, dst_fd, 0, size, buffer, progress)
     else:
         # Plain reads and writes: on FUSE they beat copy_file_range (measured
         # 0.165 s against 0.24 s for 64 MiB), and zero blocks stay holes.
         for start, end in segments:
-            _copy_skipping_zeros(src_fd, dst_fd, start, end, progress)
+            _copy_skipping_zeros(src_fd, dst_fd, start, end, buffer, progress)
     os.ftruncate(dst_fd, size)
+    progress.update(size)  # the holes after the last data count as copied
     progress.done()
 
 
@@ -155,17 +160,27 @@ def _data_segments(fd, size):
         offset = end
 
 
-def _copy_skipping_zeros(src_fd, dst_fd, start, end, progress):
+def _copy_skipping_zeros(src_fd, dst_fd, start, end, buffer, progress):
+    view, zeros = memoryview(buffer), memoryview(_ZEROS)
     offset = start
     while offset < end:
-        chunk = os.pread(src_fd, min(CHUNK, end - offset), offset)
-        if not chunk:
+        count = os.preadv(src_fd, [view[:min(len(buffer), end - offset)]], offset)
+        if not count:
             raise ProviderError("the source image shrank during the copy")
-        if chunk != _ZEROS[:len(chunk)]:
-            os.pwrite(dst_fd, chunk, offset)
-        offset += len(chunk)
+        # bytearray against memoryview compares with memcmp; two memoryviews
+        # would compare byte by byte, 70 times slower on zeros
+        data = buffer if count == len(buffer) else buffer[:count]
+        if data != zeros[:count]:
+            _write_all(dst_fd, view[:count], offset)
+        offset += count
         if progress:
             progress.update(offset)
+
+
+def _write_all(fd, data, offset):
+    while data:
+        written = os.pwrite(fd, data, offset)
+        data, offset = data[written:], offset + written
 
 
 def remove(path):

@@ -5,7 +5,7 @@ import re
 import subprocess
 import tempfile
 
-from conftest import (MIB, image_path, loop_devices_of, run, sha256_of, write_random)
+from conftest import (CONFIG, MIB, PROVIDER, image_path, loop_devices_of, run, sha256_of, write_random)
 
 GANETI_31_URI = re.compile(r"^gluster://[a-z0-9.-]+:\d+/[^/]+/.+$")
 
@@ -168,3 +168,43 @@ def test_snapshot_keeps_holes(disks):
     assert info.st_blocks * 512 < 64 * MIB, "holes were filled"
     assert sha256_of(image_path(snap), 4 * MIB) == written
     assert sha256_of(image_path(snap), 256 * MIB) == sha256_of(image_path(name), 256 * MIB)
+
+
+def _run_with_stderr_on_a_terminal(action, env):
+    """Runs a script with stderr on a pseudo-terminal (as an operator at a
+    shell has it) and stdout on a pipe; (exit code, stdout, terminal text)."""
+    import pty
+
+    controller, terminal = pty.openpty()
+    environment = {"PATH": "/usr/bin:/bin", "GLUSTER_CONFIG": CONFIG, **env}
+    process = subprocess.Popen([os.path.join(PROVIDER, action)], env=environment,
+                               stdout=subprocess.PIPE, stderr=terminal, stdin=subprocess.DEVNULL)
+    os.close(terminal)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(controller, 4096)
+        except OSError:  # EIO: the script closed the terminal's last handle
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(controller)
+    out = process.stdout.read().decode()
+    return process.wait(timeout=120), out, shown.decode()
+
+
+def test_long_copies_show_progress_on_a_terminal_only(disks):
+    name = disks.name()
+    run("create", {"VOL_NAME": name, "VOL_SIZE": "64"}, check=True)
+    device, _ = attach({"VOL_NAME": name})
+    write_random(device, 8 * MIB, seed=9)
+    on_terminal, in_logs = name + ".tty", name + ".log"
+    for snap in (on_terminal, in_logs):
+        disks.track(VOL_NAME=snap)
+    code, out, shown = _run_with_stderr_on_a_terminal(
+        "snapshot", {"VOL_NAME": name, "VOL_SNAPSHOT_NAME": on_terminal})
+    assert code == 0 and out == ""
+    assert "copying: 100%" in shown and shown.count("%") > 1, shown
+    quiet = run("snapshot", {"VOL_NAME": name, "VOL_SNAPSHOT_NAME": in_logs}, check=True)
+    assert quiet.stderr == "" and quiet.stdout == ""

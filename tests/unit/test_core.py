@@ -443,6 +443,17 @@ def test_sparse_copy_keeps_holes_and_data(tmp_path):
     assert os.stat(tmp_path / "dst").st_blocks * 512 < 8 << 20
 
 
+def test_sparse_copy_skips_written_zeros_and_keeps_an_unaligned_tail(tmp_path):
+    source = str(tmp_path / "src")
+    head, tail = os.urandom(3 << 20), os.urandom(12345)
+    with open(source, "wb") as handle:
+        handle.write(head + bytes(4 << 20) + tail)  # zeros written as data, not a hole
+    images.snapshot(source, str(tmp_path / "dst"))
+    with open(source, "rb") as a, open(tmp_path / "dst", "rb") as b:
+        assert a.read() == b.read()
+    assert os.stat(tmp_path / "dst").st_blocks * 512 < 4 << 20
+
+
 def test_open_records_set_list_forget(tmp_path):
     path = str(tmp_path / "disk0")
     images.create(path, 1 << 20, "sparse")
