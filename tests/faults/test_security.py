@@ -60,7 +60,7 @@ def gluster():
 
 def test_path_from_the_caller_is_not_used(tmp_path):
     marker = tmp_path / "hijacked"
-    for tool in ("mount", "losetup", "umount", "gluster", "python3"):
+    for tool in ("mount", "glusterfs", "stat", "losetup", "umount", "gluster", "python3"):
         fake = tmp_path / tool
         fake.write_text(f"#!/bin/sh\ntouch {marker}\nexit 1\n")
         fake.chmod(0o755)
