@@ -11,7 +11,7 @@ import os
 import sys
 import time
 
-from . import config, diag, health, images, loopdev, validate
+from . import config, diag, gluster_cli, health, images, loopdev, validate
 from .errors import ProviderError
 from .location import Location
 from .mount import VolumeMount, mount_entry, tcp_probe
@@ -111,8 +111,8 @@ def cmd_tune(ctx, args):
         sys.stdout.write("(dry run: --apply makes these changes; run it on a GlusterFS server)\n")
         return EXIT_OK
     for option, _, wanted in todo:
-        ctx.runner.run(["gluster", "--mode=script", "volume", "set", facts.name, option, wanted],
-                       timeout=ctx.settings.command_timeout)
+        gluster_cli.change(ctx.runner, ctx.settings.command_timeout,
+                           ["volume", "set", facts.name, option, wanted], ctx.settings.glusterd_socket)
         diag.info(f"set {option} = {wanted}")
     return EXIT_OK
 
@@ -281,8 +281,8 @@ def cmd_status(ctx, args):
 # -- join --------------------------------------------------------------------------
 
 def _local_xml(ctx, args):
-    from . import gluster_cli
-    return gluster_cli.query(ctx.runner, None, ctx.settings.command_timeout, args)
+    return gluster_cli.query(ctx.runner, None, ctx.settings.command_timeout, args,
+                             ctx.settings.glusterd_socket)
 
 
 def cmd_join(ctx, args):
@@ -311,7 +311,7 @@ def cmd_join(ctx, args):
         sys.stdout.write("(dry run: --yes makes these changes; run it on a GlusterFS server)\n")
         return EXIT_OK
     for step in plan:
-        ctx.runner.run(["gluster", "--mode=script", *step], timeout=ctx.settings.command_timeout)
+        gluster_cli.change(ctx.runner, ctx.settings.command_timeout, step, ctx.settings.glusterd_socket)
         if step[0] == "peer":
             _wait(ctx, f"peer {step[2]} to join the pool", args.timeout,
                   lambda host=step[2]: _peer_in_cluster(ctx, host))

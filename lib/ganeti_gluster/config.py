@@ -45,6 +45,7 @@ NODE_SETTINGS = {
     "debug": (validate.boolean, "no"),
     "call_log": (lambda s, v: v and validate.absolute_path(s, v), DEFAULT_CALL_LOG),
     "join_brick": (lambda s, v: v and validate.absolute_path(s, v), ""),
+    "glusterd_socket": (lambda s, v: v and validate.absolute_path(s, v), ""),
     "pool": (validate.pool, None),
 }
 # Per-disk parameters Ganeti passes besides ours.
@@ -95,6 +96,7 @@ class Settings(Record):
     debug: bool
     call_log: str
     join_brick: str
+    glusterd_socket: str
     config_path: str
 
     def require(self, name):

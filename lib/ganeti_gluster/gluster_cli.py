@@ -28,13 +28,25 @@ class VolumeInfo:
         return self.status == "Started"
 
 
-def query(runner, host, timeout, args):
-    """The XML answer of a gluster CLI command run against `host`."""
-    # host None: the local glusterd (over its socket), as commands that change
-    # the pool need; glusterd refuses those over --remote-host.
-    remote = [f"--remote-host={host}"] if host else []
-    command = ["gluster", *remote, "--mode=script",
-               f"--timeout={max(1, int(timeout))}"] + args + ["--xml"]
+def _cli(host, socket):
+    """The gluster CLI aimed at glusterd on `host` over TCP, or with host
+    None at the local glusterd over its socket: the CLI's own unless `socket`
+    names another (glusterd in a container or another mount namespace)."""
+    if host:
+        return ["gluster", f"--remote-host={host}", "--mode=script"]
+    return ["gluster", *([f"--glusterd-sock={socket}"] if socket else []), "--mode=script"]
+
+
+def change(runner, timeout, args, socket=""):
+    """A command that changes the pool or a volume: only the local glusterd
+    takes those (it refuses them over --remote-host)."""
+    return runner.run(_cli(None, socket) + list(args), timeout=timeout)
+
+
+def query(runner, host, timeout, args, socket=""):
+    """The XML answer of a gluster CLI command run against `host` (None: the
+    local glusterd)."""
+    command = _cli(host, socket) + [f"--timeout={max(1, int(timeout))}"] + args + ["--xml"]
     result = runner.run(command, timeout=timeout + 5, check=False)
     try:
         root = ElementTree.fromstring(result.stdout)

@@ -37,7 +37,13 @@ HOSTS = (f"127.0.0.1 localhost\n{ADDRESS} {NODE} node1\n{ADDRESS2} {NODE2} node2
          + "".join(f"10.79.0.{100 + i} inst{i}.example.com\n" for i in range(1, 10)))
 CLEAN_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 # Files the cluster changes on the host, saved before and restored after.
-SAVED = ["/root/.ssh", PROVIDER_CONFIG, "/var/lib/ganeti"]
+FILE_STORAGE_PATHS = "/etc/ganeti/file-storage-paths"
+HOOK_LINK = "/etc/ganeti/hooks/node-add-post.d/ganeti-gluster-join"
+SAVED = ["/root/.ssh", PROVIDER_CONFIG, "/var/lib/ganeti", FILE_STORAGE_PATHS, HOOK_LINK]
+# Node 2's brick for the node-add hook: a tmpfs (not the root file system,
+# which glusterd refuses without force) seen only by node 2's glusterd.
+JOIN_MOUNT = os.path.join(STATE, "join")
+JOIN_BRICK = os.path.join(JOIN_MOUNT, "brick")
 
 
 def log(message):
@@ -83,9 +89,12 @@ def inside2(*args, check=True, timeout=600):
     return _on_node(anchor2_pid(), args, check, timeout)
 
 
+def glusterd_pid():
+    return int(open(os.path.join(GLUSTER_STATE, "glusterd.pid")).read())
+
+
 def gluster(*args):
-    pid = int(open(os.path.join(GLUSTER_STATE, "glusterd.pid")).read())
-    return sh("nsenter", "-t", str(pid), "-n", "-m", "gluster", "--mode=script", *args)
+    return sh("nsenter", "-t", str(glusterd_pid()), "-n", "-m", "gluster", "--mode=script", *args)
 
 
 def noded_pid():
@@ -97,7 +106,9 @@ def in_noded(*args, check=True):
     return sh("nsenter", "-t", str(noded_pid()), "-m", "-n", *args, check=check)
 
 
-def up():
+def up(builtin_gluster=False):
+    """The cluster with node 1. builtin_gluster also enables Ganeti's own
+    gluster template, on volume gv1 (for the side-by-side benchmark)."""
     down()
     os.makedirs(STATE, mode=0o700)
     save_host_files()
@@ -113,7 +124,7 @@ def up():
     start_sshd()
     write_os()
     install_provider()
-    init_cluster()
+    init_cluster(builtin_gluster)
 
 
 def make_node_network(namespace, veth, address):
@@ -153,9 +164,11 @@ def noded2_pid():
     return int(inside2("cat", "/run/ganeti/ganeti-noded.pid").stdout)
 
 
-def add_node2():
+def add_node2(join_hook=False):
     """Node 2: its own network, UTS and mount namespaces, with private
-    /var/lib/ganeti, /var/log/ganeti, /run, /root/.ssh and /etc/ssh."""
+    /var/lib/ganeti, /var/log/ganeti, /run, /root/.ssh and /etc/ssh.
+    join_hook: node 2 also runs glusterd, and the package's node-add hook is
+    enabled on the master, which is to add node 2's brick to gv0."""
     make_node_network(NS2, "gnte2e2", ADDRESS2)
     private = {"lib": "/var/lib/ganeti", "log": "/var/log/ganeti", "root-ssh": "/root/.ssh",
                "etc-ssh": "/etc/ssh"}
@@ -177,7 +190,43 @@ def add_node2():
         f"mount --bind {NODE2_STATE}/{name} {original}" for name, original in private.items()])
     start_anchor(NS2, f"hostname {NODE2} && {binds}", "anchor2.pid")
     inside2("/usr/sbin/sshd", "-o", "PidFile=/run/sshd-e2e.pid", "-o", f"ListenAddress={ADDRESS2}")
-    inside("gnt-node", "add", "--no-ssh-key-check", NODE2)
+    if join_hook:
+        start_glusterd2()
+        enable_join_hook()
+    return inside("gnt-node", "add", "--no-ssh-key-check", NODE2)
+
+
+def start_glusterd2():
+    """glusterd on node 2, with no volume: the pool's next server."""
+    state = os.path.join(NODE2_STATE, "gluster")
+    for name in ("lib", "log", "run"):
+        os.makedirs(os.path.join(state, name), mode=0o700)
+    shutil.copytree("/var/lib/glusterd/groups", os.path.join(state, "lib", "groups"))
+    os.makedirs(JOIN_MOUNT, mode=0o700)
+    binds = " && ".join(["mount -t tmpfs tmpfs /run", "mkdir -p /run/gluster",
+                         f"mount -t tmpfs tmpfs {JOIN_MOUNT}"] + [
+        f"mount --bind {state}/{name} {target}" for name, target in
+        (("lib", "/var/lib/glusterd"), ("log", "/var/log/glusterfs"), ("run", "/run/gluster"))])
+    pidfile = os.path.join(state, "glusterd.pid")
+    sh("nsenter", "-t", str(anchor2_pid()), "-n", "-u", "-m", "unshare", "--mount", "--propagation",
+       "private", "--", "sh", "-c", f"{binds} && exec /usr/sbin/glusterd -p {pidfile}")
+    deadline = time.monotonic() + 30
+    while not (os.path.exists(pidfile) and sh(
+            "nsenter", "-t", open(pidfile).read().strip(), "-n", "-m", "gluster", "--mode=script",
+            "pool", "list", check=False).returncode == 0):
+        if time.monotonic() > deadline:
+            raise RuntimeError("glusterd on node 2 did not answer within 30 s")
+        time.sleep(0.3)
+
+
+def enable_join_hook():
+    """As README says: link the hook, set the brick directory. glusterd of
+    node 1 lives in its own mount namespace, so its CLI socket is named."""
+    os.makedirs(os.path.dirname(HOOK_LINK), exist_ok=True)
+    os.symlink("/usr/share/ganeti-extstorage-gluster/hooks/ganeti-gluster-join", HOOK_LINK)
+    with open(PROVIDER_CONFIG, "a") as handle:
+        handle.write(f"GLUSTER_JOIN_BRICK={JOIN_BRICK}\n"
+                     f"GLUSTER_GLUSTERD_SOCKET=/proc/{glusterd_pid()}/root/run/glusterd.socket\n")
 
 
 def start_glusterd():
@@ -236,9 +285,15 @@ def install_provider():
                      )
 
 
-def init_cluster():
+def init_cluster(builtin_gluster=False):
     hypervisors = "fake,kvm" if kvm_available() else "fake"
-    inside("gnt-cluster", "init", f"--enabled-hypervisors={hypervisors}", "--enabled-disk-templates=ext",
+    templates = ["--enabled-disk-templates=ext"]
+    if builtin_gluster:
+        with open(FILE_STORAGE_PATHS, "w") as handle:  # Ganeti refuses a storage dir not listed
+            handle.write("/var/run/ganeti/gluster\n")
+        templates = ["--enabled-disk-templates=ext,gluster",
+                     f"--disk-parameters=gluster:host={ADDRESS},port=24007,volume=gv1"]
+    inside("gnt-cluster", "init", f"--enabled-hypervisors={hypervisors}", *templates,
            "--no-etc-hosts", "--master-netdev=gnte2e1i", "--nic-parameters=mode=bridged,link=br0",
            "--ipolicy-bounds-specs=min:cpu-count=1,disk-count=1,disk-size=1,memory-size=32,"
            "nic-count=0,spindle-use=1/max:cpu-count=8,disk-count=16,disk-size=1048576,"
@@ -257,8 +312,8 @@ def save_host_files():
         os.makedirs(os.path.dirname(target), exist_ok=True)
         if os.path.isdir(path):
             shutil.copytree(path, target, symlinks=True)
-        elif os.path.exists(path):
-            shutil.copy2(path, target)
+        elif os.path.lexists(path):
+            shutil.copy2(path, target, follow_symlinks=False)
 
 
 def restore_host_files():
@@ -266,12 +321,12 @@ def restore_host_files():
         saved = os.path.join(STATE, "saved", path.strip("/").replace("/", "__"))
         if os.path.isdir(path) and not os.path.islink(path):
             shutil.rmtree(path)
-        elif os.path.exists(path):
+        elif os.path.lexists(path):
             os.unlink(path)
         if os.path.isdir(saved):
             shutil.copytree(saved, path, symlinks=True)
-        elif os.path.exists(saved):
-            shutil.copy2(saved, path)
+        elif os.path.lexists(saved):
+            shutil.copy2(saved, path, follow_symlinks=False)
 
 
 def _kill_pidfile(path):
@@ -313,8 +368,11 @@ def down():
                 _kill_pidfile(os.path.join(root, name))
     # loop devices and mounts the provider made inside the node's namespaces
     for line in sh("losetup", "--list", "--noheadings", "--output", "NAME,BACK-FILE").stdout.splitlines():
-        name, _, backing = line.partition(" ")
-        if "/run/ganeti-gluster/" in backing or GLUSTER_STATE in backing:
+        name, _, backing = line.strip().partition(" ")
+        backing = backing.strip()
+        # Once noded's mount namespace is gone, the kernel names the backing
+        # file from the volume's root: /ganeti/NAME (the provider's dir).
+        if "/run/ganeti-gluster/" in backing or GLUSTER_STATE in backing or backing.startswith("/ganeti/"):
             sh("losetup", "-d", name, check=False)
     # Everything still running in the nodes' network namespaces is ours.
     for namespace in (NS2, NS):

@@ -57,32 +57,58 @@ class Step:
                       f"{extra} -> {outcome[:60]}")
 
     def check(self, description, condition):
-        print(f"    check: {description}: {'ok' if condition else 'FAILED'}", flush=True)
-        if not condition:
-            failures.append(f"after {' '.join(self.command)}: {description}")
+        check(" ".join(self.command), description, condition)
         return self
+
+
+def check(context, description, condition):
+    print(f"    check: {description}: {'ok' if condition else 'FAILED'}", flush=True)
+    if not condition:
+        failures.append(f"after {context}: {description}")
+    return condition
 
 
 # -- what the volume and the node look like ------------------------------------------------
 
+def brick_dirs(volume):
+    """Where the volume's images lie: node 1's brick, and once the node-add
+    hook has joined node 2's brick to gv0, that one too (on a tmpfs only
+    node 2's glusterd sees)."""
+    dirs = [BRICK[volume]]
+    pidfile = os.path.join(cluster.NODE2_STATE, "gluster", "glusterd.pid")
+    if volume == "gv0" and os.path.exists(pidfile):
+        pid = open(pidfile).read().strip()
+        dirs.append(f"/proc/{pid}/root{cluster.JOIN_BRICK}/ganeti")
+    return [d for d in dirs if os.path.isdir(d)]
+
+
 def images(volume="gv0"):
-    directory = BRICK[volume]
-    if not os.path.isdir(directory):
-        return {}
-    return {name: os.stat(os.path.join(directory, name)) for name in os.listdir(directory)
-            if not name.startswith(".")}
+    found = {}
+    for directory in brick_dirs(volume):
+        for name in os.listdir(directory):
+            info = os.stat(os.path.join(directory, name))
+            # DHT's pointer to a file on another brick: empty, mode ---------T
+            if not name.startswith(".") and not (info.st_mode & 0o7777 == 0o1000 and not info.st_size):
+                found[name] = info
+    return found
+
+
+def image_on_brick(volume, name):
+    return next((os.path.join(d, name) for d in brick_dirs(volume)
+                 if os.path.exists(os.path.join(d, name))
+                 and os.stat(os.path.join(d, name)).st_mode & 0o7777 != 0o1000), None)
 
 
 def xattr(volume, name, key):
     try:
-        return os.getxattr(os.path.join(BRICK[volume], name), key).decode()
-    except OSError:
+        return os.getxattr(image_on_brick(volume, name), key).decode()
+    except (OSError, TypeError):
         return None
 
 
 def open_records(volume, name):
     prefix = "user.ganeti-gluster.open."
-    path = os.path.join(BRICK[volume], name)
+    path = image_on_brick(volume, name)
     return {k[len(prefix):]: os.getxattr(path, k).decode().split()[0]
             for k in os.listxattr(path) if k.startswith(prefix)}
 
@@ -211,9 +237,21 @@ def mapped_on(name, volume="gv0"):
 
 
 def two_nodes():
-    print(f"\n$ gnt-node add --no-ssh-key-check {cluster.NODE2}", flush=True)
-    cluster.add_node2()
+    print(f"\n$ gnt-node add --no-ssh-key-check {cluster.NODE2}   (node-add hook enabled)", flush=True)
+    added = cluster.add_node2(join_hook=True)
     one, two = cluster.NODE, cluster.NODE2
+    info = cluster.gluster("volume", "info", "gv0").stdout
+    pool = cluster.gluster("pool", "list").stdout
+    rebalance = cluster.gluster("volume", "rebalance", "gv0", "status").stdout
+    print("    " + "\n    ".join(line for line in info.splitlines() if line.startswith(("Type", "Brick"))))
+    context = f"gnt-node add {two}"
+    checks = [check(context, "the hook made node 2 a GlusterFS peer",
+                    any(two in line and "Connected" in line for line in pool.splitlines())),
+              check(context, "the hook added node 2's brick to gv0", f"{two}:{cluster.JOIN_BRICK}" in info),
+              check(context, "gv0 is now distributed over both nodes", "Number of Bricks: 2" in info),
+              check(context, "the hook's rebalance completed", "completed" in rebalance)]
+    if not all(checks):
+        print(added.stdout[-2000:] + added.stderr[-2000:])
     Step("gnt-instance", "add", "-t", "ext", "--disk", "0:size=64M,provider=gluster", "-o", "e2e-dummy",
          "--no-install", "--no-ip-check", "--no-name-check", "-n", one, "-B", "memory=128",
          "inst4.example.com")

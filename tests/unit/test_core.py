@@ -479,6 +479,40 @@ def test_join_queue_waits_for_whole_replica_sets(tmp_path, capsys):
     assert open(queue).read() == "n4:/b\n"
 
 
+def test_local_gluster_commands_use_the_configured_glusterd_socket():
+    from ganeti_gluster import gluster_cli
+    from ganeti_gluster.runner import Result
+
+    asked = []
+
+    class Recorder:
+        def run(self, args, timeout, check=True):
+            asked.append(args)
+            return Result(0, "<cliOutput><opRet>0</opRet></cliOutput>", "")
+
+    gluster_cli.query(Recorder(), None, 5, ["pool", "list"], "/proc/1/root/run/glusterd.socket")
+    gluster_cli.query(Recorder(), None, 5, ["pool", "list"])
+    gluster_cli.query(Recorder(), "server1", 5, ["volume", "info"], "/ignored.socket")
+    gluster_cli.change(Recorder(), 5, ["peer", "probe", "new"], "/proc/1/root/run/glusterd.socket")
+    assert asked[0][1] == "--glusterd-sock=/proc/1/root/run/glusterd.socket"
+    assert not any(a.startswith("--glusterd-sock") or a.startswith("--remote-host") for a in asked[1])
+    assert asked[2][1] == "--remote-host=server1" and not any("--glusterd-sock" in a for a in asked[2])
+    assert asked[3] == ["gluster", "--glusterd-sock=/proc/1/root/run/glusterd.socket", "--mode=script",
+                        "peer", "probe", "new"]
+
+
+def test_the_node_add_hook_acts_on_the_master_only(tmp_path):
+    import subprocess
+
+    hook = os.path.join(os.path.dirname(__file__), "..", "..", "packaging", "hooks", "ganeti-gluster-join")
+    env = {"PATH": "/usr/bin:/bin", "GANETI_HOOKS_PHASE": "post", "GANETI_NODE_NAME": "new.example.com",
+           "GANETI_MASTER": "not-this-node.example.com"}
+    # On a node that is not the master it must do nothing and succeed, even
+    # with no provider installed and no configuration.
+    done = subprocess.run([hook], env=env, capture_output=True, text=True, timeout=30)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
+
+
 # -- locks ---------------------------------------------------------------------------------------
 
 def test_a_lock_wait_is_bounded_and_wakes_when_released(tmp_path):
