@@ -6,7 +6,7 @@ A third column is the floor of the ext template itself: `-t ext` with a
 provider whose scripts do nothing (shell scripts; attach names one
 pre-made loop device). What that costs over the built-in template is
 Ganeti's own price for running a provider: no ExtStorage provider can be
-faster.
+faster. A second phase measures the provider with GLUSTER_KEEP_MOUNTED=yes.
 
 Each run adds, starts, grows, stops and removes one instance per template,
 the templates taking turns so that drift on the machine hits all alike.
@@ -83,26 +83,37 @@ def _timed(argv):
     return seconds, len(calls), sum(calls)
 
 
-def compare(runs):
-    """{command: {builtin_s, ext_s, ext_null_s, ratio, null_ratio,
-    provider_calls, in_provider_s}} from `runs` interleaved rounds."""
-    seconds = {template: {command: [] for command in COMMANDS} for template in TEMPLATES}
+def _rounds(templates, runs):
+    """{template: {command: [seconds]}} and, for "ext", {command: [(calls,
+    seconds inside)]}, from `runs` rounds in which the templates take turns."""
+    seconds = {template: {command: [] for command in COMMANDS} for template in templates}
     calls = {command: [] for command in COMMANDS}
+    for round_number in range(runs):
+        order = templates[round_number % len(templates):] + templates[:round_number % len(templates)]
+        for command in COMMANDS:
+            for template in order:
+                took, count, inside = _timed(_argv(command, template))
+                seconds[template][command].append(took)
+                if template == "ext":
+                    calls[command].append((count, inside))
+    return seconds, calls
+
+
+def compare(runs):
+    """{command: {builtin_s, ext_s, ext_null_s, ratio, null_ratio, provider_calls,
+    in_provider_s, keep_mounted_ratio}}. A second phase runs the provider with
+    GLUSTER_KEEP_MOUNTED=yes (a node setting, so not interleaved with the
+    default) against the built-in template again."""
     print("bench: bringing up the Ganeti cluster for the built-in template comparison",
           file=sys.stderr, flush=True)
     device = None
     try:
         cluster.up(builtin_gluster=True)
         device = _install_null_provider()
-        for round_number in range(runs):
-            order = list(TEMPLATES)
-            order = order[round_number % len(order):] + order[:round_number % len(order)]
-            for command in COMMANDS:
-                for template in order:
-                    took, count, inside = _timed(_argv(command, template))
-                    seconds[template][command].append(took)
-                    if template == "ext":
-                        calls[command].append((count, inside))
+        seconds, calls = _rounds(["builtin", "ext", "ext_null"], runs)
+        with open(cluster.PROVIDER_CONFIG, "a") as handle:
+            handle.write("GLUSTER_KEEP_MOUNTED=yes\n")
+        kept, _ = _rounds(["builtin", "ext"], runs)
     finally:
         _remove_null_provider(device)
         cluster.down()
@@ -112,7 +123,9 @@ def compare(runs):
         results[command] = {"builtin_s": builtin, "ext_s": ext, "ext_null_s": null,
                             "ratio": ext / builtin, "null_ratio": null / builtin,
                             "provider_calls": statistics.median(c for c, _ in calls[command]),
-                            "in_provider_s": statistics.median(s for _, s in calls[command])}
+                            "in_provider_s": statistics.median(s for _, s in calls[command]),
+                            "keep_mounted_ratio": (statistics.median(kept["ext"][command])
+                                                   / statistics.median(kept["builtin"][command]))}
     return results
 
 
@@ -121,4 +134,5 @@ if __name__ == "__main__":
         print(f"{command:10s} built-in {figures['builtin_s']:.2f} s  ext {figures['ext_s']:.2f} s "
               f"({figures['ratio']:.2f}x)  do-nothing ext {figures['ext_null_s']:.2f} s "
               f"({figures['null_ratio']:.2f}x)  {figures['provider_calls']:g} provider calls, "
-              f"{figures['in_provider_s'] * 1000:.0f} ms inside them")
+              f"{figures['in_provider_s'] * 1000:.0f} ms inside them; keep_mounted "
+              f"{figures['keep_mounted_ratio']:.2f}x")

@@ -38,6 +38,7 @@ NODE_SETTINGS = {
     "lock_timeout": (lambda s, v: validate.positive_number(s, v, 3600), "300"),
     "command_timeout": (lambda s, v: validate.positive_number(s, v, 3600), "30"),
     "strict_open": (validate.boolean, "no"),
+    "keep_mounted": (validate.boolean, "no"),
     "allow_strict_o_direct_off": (validate.boolean, "no"),
     "userspace": (lambda s, v: validate.choice(s, v, USERSPACE_MODES), "auto"),
     "node_name": (validate.node, None),
@@ -89,6 +90,7 @@ class Settings(Record):
     lock_timeout: float
     command_timeout: float
     strict_open: bool
+    keep_mounted: bool
     allow_strict_o_direct_off: bool
     userspace: str
     node_name: str

@@ -136,8 +136,9 @@ class VolumeMount:
         return self.path
 
     def release(self, unmount_if_unused=False):
-        """Lets go of the mount; unmounts it if asked and nobody uses it."""
-        if unmount_if_unused and self.lock.fd is not None:
+        """Lets go of the mount; unmounts it if asked, nobody uses it and the
+        node does not keep its mounts (keep_mounted)."""
+        if unmount_if_unused and not self.settings.keep_mounted and self.lock.fd is not None:
             # Fails (and drops our shared lock) if another script holds the
             # volume: then it is in use and the mount stays.
             if self.lock.try_exclusive():

@@ -307,3 +307,17 @@ def test_detach_releases_the_mount_only_when_unused(disks):
     assert os.path.ismount(mount_point)
     run("detach", {"VOL_NAME": b}, check=True)
     assert not os.path.ismount(mount_point)
+
+
+def test_keep_mounted_leaves_the_volume_mounted_after_the_last_disk(disks):
+    name = disks.name()
+    keep = {"VOL_NAME": name, "GLUSTER_KEEP_MOUNTED": "yes"}
+    run("create", {**keep, "VOL_SIZE": "8"}, check=True)
+    run("attach", keep, check=True)
+    mount_point = os.path.dirname(os.path.dirname(image_path(name)))
+    run("detach", keep, check=True)
+    assert os.path.ismount(mount_point)
+    run("remove", keep, check=True)
+    assert os.path.ismount(mount_point) and not os.path.exists(image_path(name))
+    run("detach", {"VOL_NAME": name}, check=True)  # the default again: released when unused
+    assert not os.path.ismount(mount_point)
