@@ -297,8 +297,15 @@ def _kill_when_partial_appears(command_env, action, partial):
                                              "gluster", action)],
                                env={"PATH": "/usr/bin:/bin", "GLUSTER_CONFIG": CONFIG, **command_env},
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    wait_for(f"{partial} to appear", lambda: os.path.exists(partial), 60)
-    time.sleep(0.3)
+    # Polled closely: a snapshot of 512 MiB is done in a few tenths of a second.
+    deadline = time.monotonic() + 60
+    while not os.path.exists(partial):
+        if time.monotonic() > deadline or process.poll() is not None:
+            raise Wrong(f"{partial} did not appear while {action} ran")
+        time.sleep(0.01)
+    time.sleep(0.05)
+    if process.poll() is not None:
+        raise RuntimeError(f"{action} finished before it could be killed; give it more to do")
     process.kill()
     process.wait()
 
