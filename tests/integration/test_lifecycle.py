@@ -194,9 +194,12 @@ def _run_with_stderr_on_a_terminal(action, env):
     return process.wait(timeout=120), out, shown.decode()
 
 
-def test_long_copies_show_progress_on_a_terminal_only(disks):
+def test_long_fills_and_copies_show_progress_on_a_terminal_only(disks):
     name = disks.name()
-    run("create", {"VOL_NAME": name, "VOL_SIZE": "64"}, check=True)
+    code, out, shown = _run_with_stderr_on_a_terminal(
+        "create", {"VOL_NAME": name, "VOL_SIZE": "64", "EXTP_PREALLOCATION": "full"})
+    assert code == 0 and out == ""
+    assert "100%" in shown and shown.count("%") > 1, shown  # the zeros of full preallocation
     device, _ = attach({"VOL_NAME": name})
     write_random(device, 8 * MIB, seed=9)
     on_terminal, in_logs = name + ".tty", name + ".log"
