@@ -556,7 +556,7 @@ def main():
         "concurrency": lambda: concurrency([1, 2, 4] if quick else [1, 2, 4, 8, 16, 32], 8 if quick else 64),
         "data_path": lambda: None if quick else data_path(512, 10),
         "snapshot_large": lambda: snapshot_large(1 if quick else 10, 64 if quick else 1024, 1 if quick else 5),
-        "ganeti": lambda: ganeti_compare.compare(1 if quick else 7),
+        "ganeti": lambda: ganeti_compare.compare(1 if quick else 15),
     }
     for section in SECTIONS:
         if section in wanted:
