@@ -1,9 +1,10 @@
 """The one FUSE mount of a volume on this node, shared by all its disks.
 
 The glusterfs client daemonises before it has a volume to serve, so a mount
-is verified by a bounded stat of its root and in /proc/self/mountinfo; when it fails we find out why (server unreachable?
-volume missing or stopped?) and say so. A dead mount (its client process is
-gone: every access fails with ENOTCONN) is replaced when nothing uses it.
+is verified by a bounded stat of its root and in /proc/self/mountinfo; when
+it fails we find out why (server unreachable? volume missing or stopped?)
+and say so. A dead mount (its client process is gone: every access fails
+with ENOTCONN) is replaced when nothing uses it.
 """
 
 import errno

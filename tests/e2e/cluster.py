@@ -198,25 +198,9 @@ def add_node2(join_hook=False):
 
 def start_glusterd2():
     """glusterd on node 2, with no volume: the pool's next server."""
-    state = os.path.join(NODE2_STATE, "gluster")
-    for name in ("lib", "log", "run"):
-        os.makedirs(os.path.join(state, name), mode=0o700)
-    shutil.copytree("/var/lib/glusterd/groups", os.path.join(state, "lib", "groups"))
     os.makedirs(JOIN_MOUNT, mode=0o700)
-    binds = " && ".join(["mount -t tmpfs tmpfs /run", "mkdir -p /run/gluster",
-                         f"mount -t tmpfs tmpfs {JOIN_MOUNT}"] + [
-        f"mount --bind {state}/{name} {target}" for name, target in
-        (("lib", "/var/lib/glusterd"), ("log", "/var/log/glusterfs"), ("run", "/run/gluster"))])
-    pidfile = os.path.join(state, "glusterd.pid")
-    sh("nsenter", "-t", str(anchor2_pid()), "-n", "-u", "-m", "unshare", "--mount", "--propagation",
-       "private", "--", "sh", "-c", f"{binds} && exec /usr/sbin/glusterd -p {pidfile}")
-    deadline = time.monotonic() + 30
-    while not (os.path.exists(pidfile) and sh(
-            "nsenter", "-t", open(pidfile).read().strip(), "-n", "-m", "gluster", "--mode=script",
-            "pool", "list", check=False).returncode == 0):
-        if time.monotonic() > deadline:
-            raise RuntimeError("glusterd on node 2 did not answer within 30 s")
-        time.sleep(0.3)
+    _start_glusterd(anchor2_pid(), os.path.join(NODE2_STATE, "gluster"),
+                    [f"mount -t tmpfs tmpfs {JOIN_MOUNT}"])
 
 
 def enable_join_hook():
@@ -229,24 +213,31 @@ def enable_join_hook():
                      f"GLUSTER_GLUSTERD_SOCKET=/proc/{glusterd_pid()}/root/run/glusterd.socket\n")
 
 
-def start_glusterd():
-    for name in ("lib", "log", "run", "bricks"):
-        os.makedirs(os.path.join(GLUSTER_STATE, name), mode=0o700)
-    shutil.copytree("/var/lib/glusterd/groups", os.path.join(GLUSTER_STATE, "lib", "groups"))
-    binds = " && ".join(["mount -t tmpfs tmpfs /run", "mkdir -p /run/gluster"] + [
-        f"mount --bind {GLUSTER_STATE}/{name} {target}" for name, target in
+def _start_glusterd(anchor, state, extra_mounts=()):
+    """glusterd in a node's namespaces, in a mount namespace of its own with
+    private /var/lib/glusterd, logs and /run (its CLI socket is
+    /run/glusterd.socket); returns once it answers."""
+    for name in ("lib", "log", "run"):
+        os.makedirs(os.path.join(state, name), mode=0o700)
+    shutil.copytree("/var/lib/glusterd/groups", os.path.join(state, "lib", "groups"))
+    binds = " && ".join(["mount -t tmpfs tmpfs /run", "mkdir -p /run/gluster", *extra_mounts] + [
+        f"mount --bind {state}/{name} {target}" for name, target in
         (("lib", "/var/lib/glusterd"), ("log", "/var/log/glusterfs"), ("run", "/run/gluster"))])
-    sh("nsenter", "-t", str(anchor_pid()), "-n", "-u", "-m", "unshare", "--mount", "--propagation",
-       "private", "--", "sh", "-c", f"{binds} && exec /usr/sbin/glusterd -p {GLUSTER_STATE}/glusterd.pid")
+    pidfile = os.path.join(state, "glusterd.pid")
+    sh("nsenter", "-t", str(anchor), "-n", "-u", "-m", "unshare", "--mount", "--propagation",
+       "private", "--", "sh", "-c", f"{binds} && exec /usr/sbin/glusterd -p {pidfile}")
     deadline = time.monotonic() + 30
-    while True:
-        try:
-            gluster("pool", "list")
-            break
-        except (RuntimeError, OSError, ValueError):
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.3)
+    while not (os.path.exists(pidfile) and sh(
+            "nsenter", "-t", open(pidfile).read().strip(), "-n", "-m", "gluster", "--mode=script",
+            "pool", "list", check=False).returncode == 0):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"glusterd ({state}) did not answer within 30 s")
+        time.sleep(0.3)
+
+
+def start_glusterd():
+    os.makedirs(os.path.join(GLUSTER_STATE, "bricks"), mode=0o700)
+    _start_glusterd(anchor_pid(), GLUSTER_STATE)
     for volume in ("gv0", "gv1"):
         gluster("volume", "create", volume, f"{ADDRESS}:{GLUSTER_STATE}/bricks/{volume}", "force")
         gluster("volume", "set", volume, "performance.strict-o-direct", "on")
