@@ -82,21 +82,25 @@ def brick_dirs(volume):
     return [d for d in dirs if os.path.isdir(d)]
 
 
+def _dht_link(info):
+    """DHT's pointer to a file kept on another brick: empty, mode ---------T."""
+    return info.st_mode & 0o7777 == 0o1000 and not info.st_size
+
+
 def images(volume="gv0"):
     found = {}
     for directory in brick_dirs(volume):
         for name in os.listdir(directory):
             info = os.stat(os.path.join(directory, name))
-            # DHT's pointer to a file on another brick: empty, mode ---------T
-            if not name.startswith(".") and not (info.st_mode & 0o7777 == 0o1000 and not info.st_size):
+            if not name.startswith(".") and not _dht_link(info):
                 found[name] = info
     return found
 
 
 def image_on_brick(volume, name):
-    return next((os.path.join(d, name) for d in brick_dirs(volume)
-                 if os.path.exists(os.path.join(d, name))
-                 and os.stat(os.path.join(d, name)).st_mode & 0o7777 != 0o1000), None)
+    """The image's path on whichever brick holds its data, or None."""
+    paths = [os.path.join(directory, name) for directory in brick_dirs(volume)]
+    return next((p for p in paths if os.path.exists(p) and not _dht_link(os.stat(p))), None)
 
 
 def xattr(volume, name, key):
