@@ -499,11 +499,11 @@ def report(results, out):
         lines += ["## Side by side with Ganeti's built-in `gluster` template", "",
                   "A real Ganeti 3.0 cluster (the e2e harness, fake hypervisor), one instance with one "
                   "1 GiB disk per template, each on a single-brick volume of the same node; the "
-                  "templates take turns. Medians of whole `gnt-instance` commands. The last columns "
-                  "are `-t ext` with a provider whose scripts do nothing (`/bin/sh`, attach names a "
-                  "ready loop device): Ganeti's own price for calling any provider. The last column "
-                  "is a second phase, this provider with `GLUSTER_KEEP_MOUNTED=yes` against the "
-                  "built-in template again.", "",
+                  "templates take turns. Medians of whole `gnt-instance` commands. The do-nothing "
+                  "provider is `-t ext` with scripts that do nothing (`/bin/sh`, attach names a "
+                  "ready loop device): Ganeti's own price for calling any provider. The keep_mounted "
+                  "column is a second phase, this provider with `GLUSTER_KEEP_MOUNTED=yes` against "
+                  "the built-in template again.", "",
                   "| command | built-in `-t gluster` (s) | `-t ext` provider=gluster (s) | ratio | "
                   "provider calls | time inside the provider (ms) | do-nothing provider (s) | ratio | "
                   "ratio with keep_mounted |",

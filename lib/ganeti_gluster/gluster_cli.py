@@ -1,4 +1,5 @@
-"""Questions to glusterd through the gluster CLI (read-only, over TCP).
+"""glusterd through the gluster CLI: questions to any server over TCP, and
+changes (tune --apply, join) to the local glusterd over its socket.
 
 `gluster --remote-host` always talks to port 24007: for servers on another
 port these checks are skipped rather than asked of the wrong daemon.
