@@ -30,6 +30,8 @@ TEMPLATES = {
     "ext_null": {"name": "inst3.example.com", "template": "ext", "disk": "0:size=1G,provider=nullbench"},
 }
 COMMANDS = ("add", "start", "grow-disk", "stop", "remove")
+OPCODES = {"add": "INSTANCE_CREATE", "start": "INSTANCE_STARTUP", "grow-disk": "INSTANCE_GROW_DISK",
+           "stop": "INSTANCE_SHUTDOWN", "remove": "INSTANCE_REMOVE"}
 
 
 def _argv(command, template):
@@ -83,6 +85,37 @@ def _timed(argv):
     return seconds, len(calls), sum(calls)
 
 
+def _jobs():
+    """[(id, summary, seconds the job ran)] of every job, by Ganeti's own
+    timestamps: the job's processing time, without the client's start-up and
+    without the delay with which the client notices the end (it varied from
+    50 to 120 ms between runs of one command)."""
+    listing = cluster.inside("gnt-job", "list", "--no-headers", "--separator=|",
+                             "-o", "id,summary,start_ts,end_ts").stdout
+    jobs = []
+    for line in listing.splitlines():
+        job_id, summary, start, end = line.split("|")
+        if start.startswith("[") and end.startswith("["):
+            (start_s, start_us), (end_s, end_us) = (map(int, v.strip("[]").split(",")) for v in (start, end))
+            jobs.append((int(job_id), summary, (end_s - start_s) + (end_us - start_us) / 1e6))
+    return jobs
+
+
+def _run_times(templates, after_job):
+    """{template: {command: [seconds the job ran]}} of the jobs after `after_job`."""
+    times = {template: {command: [] for command in COMMANDS} for template in templates}
+    for job_id, summary, seconds in _jobs():
+        for template in templates:
+            for command in COMMANDS:
+                if job_id > after_job and summary == f"{OPCODES[command]}({TEMPLATES[template]['name']})":
+                    times[template][command].append(seconds)
+    return times
+
+
+def _last_job():
+    return max((job_id for job_id, _, _ in _jobs()), default=0)
+
+
 def _rounds(templates, runs):
     """{template: {command: [seconds]}} and, for "ext", {command: [(calls,
     seconds inside)]}, from `runs` rounds in which the templates take turns."""
@@ -110,7 +143,9 @@ def compare(runs):
     try:
         cluster.up(builtin_gluster=True)
         device = _install_null_provider()
+        first = _last_job()
         seconds, calls = _rounds(["builtin", "ext", "ext_null"], runs)
+        run_times = _run_times(["builtin", "ext", "ext_null"], first)
         with open(cluster.PROVIDER_CONFIG, "a") as handle:
             handle.write("GLUSTER_KEEP_MOUNTED=yes\n")
         kept, _ = _rounds(["builtin", "ext"], runs)
@@ -120,9 +155,16 @@ def compare(runs):
     results = {}
     for command in COMMANDS:
         builtin, ext, null = (statistics.median(seconds[t][command]) for t in ("builtin", "ext", "ext_null"))
+        job_builtin, job_ext, job_null = (statistics.median(run_times[t][command])
+                                          for t in ("builtin", "ext", "ext_null"))
+        provider_calls = statistics.median(count for count, _ in calls[command])
         results[command] = {"builtin_s": builtin, "ext_s": ext, "ext_null_s": null,
                             "ratio": ext / builtin, "null_ratio": null / builtin,
-                            "provider_calls": statistics.median(c for c, _ in calls[command]),
+                            "job_builtin_s": job_builtin, "job_ext_s": job_ext, "job_null_s": job_null,
+                            "job_ratio": job_ext / job_builtin, "job_null_ratio": job_null / job_builtin,
+                            "provider_calls": provider_calls,
+                            # what one call costs Ganeti's job beyond a call of /bin/sh
+                            "cost_per_call_s": (job_ext - job_null) / max(provider_calls, 1),
                             "in_provider_s": statistics.median(s for _, s in calls[command]),
                             "keep_mounted_ratio": (statistics.median(kept["ext"][command])
                                                    / statistics.median(kept["builtin"][command]))}
@@ -133,6 +175,7 @@ if __name__ == "__main__":
     for command, figures in compare(int(sys.argv[1]) if len(sys.argv) > 1 else 3).items():
         print(f"{command:10s} built-in {figures['builtin_s']:.2f} s  ext {figures['ext_s']:.2f} s "
               f"({figures['ratio']:.2f}x)  do-nothing ext {figures['ext_null_s']:.2f} s "
-              f"({figures['null_ratio']:.2f}x)  {figures['provider_calls']:g} provider calls, "
+              f"({figures['null_ratio']:.2f}x)  jobs ran {figures['job_ratio']:.2f}x "
+              f"(do-nothing {figures['job_null_ratio']:.2f}x)  {figures['provider_calls']:g} provider calls, "
               f"{figures['in_provider_s'] * 1000:.0f} ms inside them; keep_mounted "
               f"{figures['keep_mounted_ratio']:.2f}x")
