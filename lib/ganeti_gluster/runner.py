@@ -139,13 +139,29 @@ def _collect(output, deadline):
 
 
 def _reap(pid, deadline):
-    """The exit code of `pid` (-N if signal N ended it); None at the deadline."""
-    pause = 0.0005
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return os.waitstatus_to_exitcode(status)
-        if time.monotonic() >= deadline:
-            return None
-        time.sleep(pause)
-        pause = min(pause * 2, 0.02)
+    """The exit code of `pid` (-N if signal N ended it); None at the deadline.
+    Waits on a pidfd, which wakes at the exit: callers may hold a node-wide
+    lock (loop device setup), and a sleep between polls would hold it longer."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except OSError:  # a kernel older than 5.3
+        pidfd = None
+    try:
+        pause = 0.0005
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                return os.waitstatus_to_exitcode(status)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            if pidfd is None:
+                time.sleep(min(pause, remaining))
+                pause = min(pause * 2, 0.02)
+            else:
+                poller = select.poll()
+                poller.register(pidfd, select.POLLIN)
+                poller.poll(remaining * 1000)
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)

@@ -533,3 +533,27 @@ def test_a_lock_wait_is_bounded_and_wakes_when_released(tmp_path):
         waited = clock.monotonic() - started
     holder.wait()
     assert waited < 1.0  # woke when the holder exited, not at the 5 s bound
+
+
+def test_a_lock_wait_outside_the_main_thread_is_bounded_too(tmp_path):
+    """No alarm can be set outside the main thread: the wait polls instead."""
+    import fcntl
+    import threading
+    from ganeti_gluster.locks import Lock
+
+    path = str(tmp_path / "x.lock")
+    outcome = []
+    with open(path, "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+
+        def wait():
+            try:
+                Lock(path, "test", 0.2).acquire()
+                outcome.append("acquired")
+            except ProviderError as exc:
+                outcome.append(str(exc))
+
+        waiter = threading.Thread(target=wait)
+        waiter.start()
+        waiter.join(10)
+    assert len(outcome) == 1 and outcome[0].startswith("timed out after 0.2 s")

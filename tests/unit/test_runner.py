@@ -33,6 +33,21 @@ def test_death_by_signal_is_a_negative_exit_code():
     assert result.returncode == -signal.SIGTERM
 
 
+@pytest.mark.parametrize("pidfd", [True, False], ids=["pidfd", "no-pidfd"])
+def test_an_exit_after_the_output_ends_is_awaited(monkeypatch, pidfd):
+    """The exit is awaited on a pidfd; kernels before 5.3 have none, and then
+    waitpid is polled."""
+    import errno
+
+    def no_pidfd(pid):
+        raise OSError(errno.ENOSYS, "Function not implemented")
+
+    if not pidfd:
+        monkeypatch.setattr(os, "pidfd_open", no_pidfd)
+    result = Runner().run(["sh", "-c", "exec >&- 2>&-; sleep 0.2; exit 4"], timeout=10, check=False)
+    assert result.returncode == 4
+
+
 def test_large_output_on_both_pipes_does_not_deadlock():
     result = Runner().run(["sh", "-c", "head -c 300000 /dev/zero; head -c 200000 /dev/zero >&2"],
                           timeout=10)
