@@ -17,6 +17,8 @@ SOURCES = [os.path.join(ROOT, "lib", "ganeti_gluster", f)
 SOURCES.append(os.path.join(ROOT, "providers", "gluster", "gluster-provider"))
 SHELL_CALLS = {("os", "system"), ("os", "popen"), ("os", "execl"), ("os", "execlp"),
                ("os", "spawnl"), ("subprocess", "getoutput"), ("subprocess", "getstatusoutput")}
+SPAWNS = {("os", "posix_spawn"), ("os", "posix_spawnp"), ("os", "fork"), ("os", "execv"),
+          ("os", "execve"), ("os", "execvp"), ("os", "execvpe")}
 
 
 def _calls(path):
@@ -38,7 +40,7 @@ def test_no_shell_in_any_command_path(path):
         if isinstance(function, ast.Attribute) and isinstance(function.value, ast.Name):
             assert (function.value.id, function.attr) not in SHELL_CALLS, \
                 f"{path}:{call.lineno} calls {function.value.id}.{function.attr}"
-            if function.value.id == "subprocess":
+            if function.value.id == "subprocess" or (function.value.id, function.attr) in SPAWNS:
                 assert os.path.basename(path) == "runner.py", \
                     f"{path}:{call.lineno}: external tools go through runner.Runner only"
 
@@ -47,10 +49,12 @@ def test_the_runner_passes_argument_lists_and_a_fixed_path():
     from ast import unparse
     source = open(os.path.join(ROOT, "lib", "ganeti_gluster", "runner.py")).read()
     assert 'SAFE_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"' in source
-    runs = [c for c in _calls(os.path.join(ROOT, "lib", "ganeti_gluster", "runner.py"))
-            if unparse(c.func) == "subprocess.run"]
-    assert runs and all(unparse(c.args[0]) == "list(args)" for c in runs)
-    assert all(any(k.arg == "env" for k in c.keywords) for c in runs)
+    assert 'TOOL_ENV = {"PATH": SAFE_PATH, "LC_ALL": "C"}' in source
+    calls = list(_calls(os.path.join(ROOT, "lib", "ganeti_gluster", "runner.py")))
+    spawns = [c for c in calls if unparse(c.func) == "os.posix_spawn"]
+    # the program found on SAFE_PATH, the argument list as given, the fixed environment
+    assert spawns and all([unparse(a) for a in c.args] == ["program", "args", "TOOL_ENV"] for c in spawns)
+    assert not [c for c in calls if unparse(c.func).startswith("subprocess.")]
 
 
 @pytest.fixture(scope="module", autouse=True)
