@@ -14,7 +14,7 @@ import time
 from . import config, diag, gluster_cli, health, images, loopdev, validate
 from .errors import ProviderError
 from .location import Location
-from .mount import VolumeMount, mount_entry, tcp_probe
+from .mount import VolumeMount, mount_entry, tcp_probe, unmount_unused_later
 from .runner import SAFE_PATH, Runner
 
 EXIT_OK, EXIT_WARNING, EXIT_ERROR, EXIT_FAILED = 0, 1, 2, 3
@@ -474,3 +474,10 @@ def main(argv=None, runner=None):
     except OSError as exc:
         diag.error(f"{exc.filename or ''}: {exc.strerror}" if exc.strerror else str(exc))
         return EXIT_FAILED
+
+
+def run():
+    """The command's entry point: main(), then what outlives the command."""
+    code = main()
+    unmount_unused_later()
+    return code

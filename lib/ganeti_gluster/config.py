@@ -39,6 +39,7 @@ NODE_SETTINGS = {
     "command_timeout": (lambda s, v: validate.positive_number(s, v, 3600), "30"),
     "strict_open": (validate.boolean, "no"),
     "keep_mounted": (validate.boolean, "no"),
+    "unmount_delay": (lambda s, v: validate.seconds_or_zero(s, v, 600), "10"),
     "allow_strict_o_direct_off": (validate.boolean, "no"),
     "userspace": (lambda s, v: validate.choice(s, v, USERSPACE_MODES), "auto"),
     "node_name": (validate.node, None),
@@ -91,6 +92,7 @@ class Settings(Record):
     command_timeout: float
     strict_open: bool
     keep_mounted: bool
+    unmount_delay: float
     allow_strict_o_direct_off: bool
     userspace: str
     node_name: str

@@ -118,6 +118,16 @@ class Lock:
                 raise
             return False
 
+    def try_acquire(self):
+        """Takes the lock exclusively if nobody holds it; False at once if
+        somebody does. For lock files that are never removed."""
+        os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        if self._try(fcntl.LOCK_EX):
+            return True
+        self.release()
+        return False
+
     def remove_file(self):
         """Unlinks the lock file while holding it (e.g. when its disk is gone)."""
         try:

@@ -75,6 +75,15 @@ def main(action, args, environ=None, runner=None, stdout=None):
     return code
 
 
+def run(action, args):
+    """The scripts' entry point: main(), then what outlives the script."""
+    code = main(action, args)
+    mount = sys.modules.get(__package__ + ".mount")  # not imported: nothing was mounted
+    if mount:
+        mount.unmount_unused_later()
+    return code
+
+
 def _execute(action, args, environ, runner):
     """(exit code, stdout lines, failure reason or None, settings or None)."""
     settings = None

@@ -5,6 +5,11 @@ is verified by a bounded stat of its root and in /proc/self/mountinfo; when
 it fails we find out why (server unreachable? volume missing or stopped?)
 and say so. A dead mount (its client process is gone: every access fails
 with ENOTCONN) is replaced when nothing uses it.
+
+A volume nothing uses any more is unmounted unmount_delay seconds after the
+last script that let go of it, by a child process that outlives that script:
+Ganeti runs scripts in sequences (remove is attach, detach, remove), and each
+would otherwise mount and unmount the volume again.
 """
 
 import errno
@@ -20,6 +25,9 @@ RETRY_PAUSE_SECONDS = 1.0
 PROBE_TIMEOUT = 3.0
 UMOUNT_TIMEOUT = 30
 FSTYPE = "fuse.glusterfs"
+
+# The mounts this script left unused, for unmount_unused_later().
+_left_unused = {}
 
 
 class _MountFailed(Exception):
@@ -57,6 +65,9 @@ class VolumeMount:
         self.path = os.path.join(self.base, volume)
         self.lock = Lock(os.path.join(self.base, ".locks", f"volume-{volume}.lock"),
                          f"the mount of volume {volume}", settings.lock_timeout)
+        # Its mtime is the last release; its holder is the process that will unmount.
+        self.timer = Lock(os.path.join(self.base, ".locks", f"volume-{volume}.unmount"),
+                          f"the unmount timer of volume {volume}", settings.lock_timeout)
 
     @property
     def servers(self):
@@ -137,14 +148,49 @@ class VolumeMount:
         return self.path
 
     def release(self, unmount_if_unused=False):
-        """Lets go of the mount; unmounts it if asked, nobody uses it and the
-        node does not keep its mounts (keep_mounted)."""
+        """Lets go of the mount. If asked, and the node does not keep its
+        mounts (keep_mounted), the volume is unmounted when nobody uses it:
+        at once with unmount_delay 0, else by unmount_unused_later()."""
         if unmount_if_unused and not self.settings.keep_mounted and self.lock.fd is not None:
-            # Fails (and drops our shared lock) if another script holds the
-            # volume: then it is in use and the mount stays.
-            if self.lock.try_exclusive():
-                self._unmount_if_unused()
+            if self.settings.unmount_delay and self.is_mounted():
+                os.makedirs(os.path.dirname(self.timer.path), mode=0o700, exist_ok=True)
+                os.close(os.open(self.timer.path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
+                os.utime(self.timer.path)  # restarts the wait of a waiting process
+                _left_unused[self.path] = self
+            else:
+                self._unmount_now_if_unused()
         self.lock.release()
+
+    def _unmount_now_if_unused(self):
+        # Fails (and drops our shared lock) if another script holds the
+        # volume: then it is in use and the mount stays.
+        if self.lock.try_exclusive():
+            self._unmount_if_unused()
+
+    def _unmount_when_idle(self):
+        """Holding the timer: waits until unmount_delay seconds passed since
+        the last release, then unmounts the volume if nobody uses it. The
+        timer is let go before the last look at its time, so that a release
+        after that look finds it free and starts a process of its own."""
+        delay = self.settings.unmount_delay
+        while True:
+            released = os.stat(self.timer.path).st_mtime_ns
+            # min(): a clock set back must not stretch the wait
+            wait = min(released / 1e9 + delay - time.time(), delay)
+            if wait > 0:
+                time.sleep(wait)
+                continue
+            self.timer.release()
+            if os.stat(self.timer.path).st_mtime_ns == released:
+                break
+            if not self.timer.try_acquire():  # another process waits now
+                return
+        if self.is_mounted():
+            self.lock.acquire(exclusive=False)
+            try:
+                self._unmount_now_if_unused()
+            finally:
+                self.lock.release()
 
     def strict_o_direct(self):
         """Whether O_DIRECT writes through this mount reach the bricks before
@@ -289,6 +335,48 @@ class VolumeMount:
             os.rmdir(self.path)
         except OSError:
             pass
+
+
+def unmount_unused_later():
+    """Called when a script's output is out: the volumes it left unused are
+    unmounted unmount_delay seconds after their last release, by a child
+    process, if nobody uses them by then. One process per volume waits (the
+    holder of its timer); the releases of later scripts extend its wait."""
+    mounts = [mount for mount in _left_unused.values() if mount.timer.try_acquire()]
+    _left_unused.clear()
+    if not mounts:
+        return
+    try:
+        child = os.fork()
+    except OSError as exc:
+        child = None
+        diag.warn(f"cannot start the delayed unmount: {exc.strerror}; the volume stays mounted")
+    if child != 0:
+        for mount in mounts:
+            mount.timer.release()  # the child's copy keeps the lock
+        return
+    try:
+        os.setsid()
+        _leave_caller(keep=[mount.timer.fd for mount in mounts])
+        for mount in mounts:
+            mount._unmount_when_idle()
+    except BaseException:
+        pass  # nobody is listening: the next release tries again
+    finally:
+        os._exit(0)
+
+
+def _leave_caller(keep):
+    """Lets the caller (Ganeti reads a script's output to its end) go: the
+    standard streams become /dev/null and no other inherited descriptor stays
+    open but `keep`."""
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    start = 3
+    for fd in sorted(keep) + [os.sysconf("SC_OPEN_MAX")]:
+        os.closerange(start, fd)
+        start = fd + 1
 
 
 def tcp_probe(host, port, timeout):

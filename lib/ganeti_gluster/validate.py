@@ -178,14 +178,26 @@ def boolean(source, value):
 
 
 def positive_number(source, value, maximum):
+    number = _number(source, value)
+    if not 0 < number <= maximum:
+        raise BadInput(f"{source} must be above 0 and at most {maximum:g}, not {_show(value)}")
+    return number
+
+
+def seconds_or_zero(source, value, maximum):
+    number = _number(source, value)
+    if not 0 <= number <= maximum:
+        raise BadInput(f"{source} must be 0 or more and at most {maximum:g}, not {_show(value)}")
+    return number
+
+
+def _number(source, value):
     text(source, value)
     try:
         number = float(value)
     except ValueError:
         raise BadInput(f"{source} must be a number, not {_show(value)}") from None
-    if not 0 < number <= maximum:
-        raise BadInput(f"{source} must be above 0 and at most {maximum:g}, not {_show(value)}")
-    return number
+    return number  # NaN fails every range check of the callers
 
 
 def absolute_path(source, value):

@@ -138,7 +138,8 @@ def setup():
     with os.fdopen(fd, "w") as handle:
         handle.write(f"GLUSTER_SERVERS=127.0.0.1,127.0.0.2\nGLUSTER_VOLUME=fv1\n"
                      f"GLUSTER_MOUNT_BASE={MOUNT_BASE}\nGLUSTER_MOUNT_TIMEOUT={MOUNT_TIMEOUT}\n"
-                     "GLUSTER_POOL_REPLICA_VOLUME=fr3\nGLUSTER_POOL_UNSAFE_VOLUME=gvoff\n")
+                     "GLUSTER_POOL_REPLICA_VOLUME=fr3\nGLUSTER_POOL_UNSAFE_VOLUME=gvoff\n"
+                     "GLUSTER_UNMOUNT_DELAY=0\n")  # scenarios need a volume unmounted by detach
 
 
 # -- scenarios -----------------------------------------------------------------
@@ -435,7 +436,8 @@ def several_servers(report):
     fd = os.open(HOSTS_CONFIG, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write("GLUSTER_SERVERS=10.78.0.11,10.78.0.12,10.78.0.13\nGLUSTER_VOLUME=mr3\n"
-                     f"GLUSTER_MOUNT_BASE={STATE}/hosts-mnt\nGLUSTER_MOUNT_TIMEOUT=60\n")
+                     f"GLUSTER_MOUNT_BASE={STATE}/hosts-mnt\nGLUSTER_MOUNT_TIMEOUT=60\n"
+                     "GLUSTER_UNMOUNT_DELAY=0\n")
     env = {"VOL_NAME": f"fault-{uuid.uuid4().hex[:10]}.ext.disk0"}
     duplicated = {**env, "EXTP_SERVERS": "10.78.0.12,10.78.0.12,10.78.0.13,10.78.0.12"}
 

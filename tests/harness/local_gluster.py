@@ -186,6 +186,8 @@ GLUSTER_VOLUME=gv0
 GLUSTER_MOUNT_BASE={MOUNT_BASE}
 GLUSTER_POOL_REPLICA_VOLUME=gr3
 GLUSTER_POOL_UNSAFE_VOLUME=gvoff
+# Tests look at the mounts right after a script; the delay has tests of its own.
+GLUSTER_UNMOUNT_DELAY=0
 """)
     log(f"up: volumes gv0, gr3 and gvoff on {BRICK_HOST}, provider config {CONFIG}")
 

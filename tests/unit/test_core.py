@@ -246,6 +246,19 @@ def test_a_pool_sits_between_extp_and_node_settings(node_config):
     assert config.load({}, env, pool="FAST").volume == "ssd"  # the design dialect's POOL
 
 
+def test_unmount_delay_defaults_to_10_s_and_may_be_0(node_config):
+    assert config.load({}, {"GLUSTER_CONFIG": node_config}).unmount_delay == 10
+    env = {"GLUSTER_CONFIG": node_config, "GLUSTER_UNMOUNT_DELAY": "0"}
+    assert config.load({}, env).unmount_delay == 0
+
+
+@pytest.mark.parametrize("value", ["-1", "601", "nan", "inf", "soon", ""])
+def test_unmount_delay_outside_0_to_600_s_is_refused(node_config, value):
+    env = {"GLUSTER_CONFIG": node_config, "GLUSTER_UNMOUNT_DELAY": value}
+    with pytest.raises(BadInput, match="GLUSTER_UNMOUNT_DELAY"):
+        config.load({}, env)
+
+
 def test_undefined_pool_and_unknown_names_are_refused(node_config):
     env = {"GLUSTER_CONFIG": node_config}
     with pytest.raises(BadInput, match="pool 'nope' is not defined"):
