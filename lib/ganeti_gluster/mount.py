@@ -19,6 +19,7 @@ import time
 from . import diag, loopdev, retry
 from .errors import ProviderError, TransientError
 from .locks import Lock
+from .runner import run_detached
 
 MOUNT_ATTEMPTS = 3
 RETRY_PAUSE_SECONDS = 1.0
@@ -346,37 +347,15 @@ def unmount_unused_later():
     _left_unused.clear()
     if not mounts:
         return
-    try:
-        child = os.fork()
-    except OSError as exc:
-        child = None
-        diag.warn(f"cannot start the delayed unmount: {exc.strerror}; the volume stays mounted")
-    if child != 0:
-        for mount in mounts:
-            mount.timer.release()  # the child's copy keeps the lock
-        return
-    try:
-        os.setsid()
-        _leave_caller(keep=[mount.timer.fd for mount in mounts])
+
+    def unmount_when_idle():
         for mount in mounts:
             mount._unmount_when_idle()
-    except BaseException:
-        pass  # nobody is listening: the next release tries again
-    finally:
-        os._exit(0)
 
-
-def _leave_caller(keep):
-    """Lets the caller (Ganeti reads a script's output to its end) go: the
-    standard streams become /dev/null and no other inherited descriptor stays
-    open but `keep`."""
-    null = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(null, fd)
-    start = 3
-    for fd in sorted(keep) + [os.sysconf("SC_OPEN_MAX")]:
-        os.closerange(start, fd)
-        start = fd + 1
+    if not run_detached(unmount_when_idle, keep_fds=[mount.timer.fd for mount in mounts]):
+        diag.warn("the volume stays mounted until a later script lets go of it")
+    for mount in mounts:
+        mount.timer.release()  # the child's copy of the descriptor keeps the lock
 
 
 def tcp_probe(host, port, timeout):

@@ -5,6 +5,9 @@ threading, selectors) took 10 ms, more than the interpreter's own start, and
 Ganeti runs one script per disk for nearly every command. A command here is
 started with posix_spawn and read through poll, which need nothing beyond
 os and select.
+
+Also here, so that every process this package starts starts in this file:
+run_detached, a child of the script's own that outlives it.
 """
 
 import os
@@ -146,6 +149,9 @@ def _reap(pid, deadline):
         pidfd = os.pidfd_open(pid)
     except OSError:  # a kernel older than 5.3
         pidfd = None
+    poller = select.poll()
+    if pidfd is not None:
+        poller.register(pidfd, select.POLLIN)
     try:
         pause = 0.0005
         while True:
@@ -159,9 +165,35 @@ def _reap(pid, deadline):
                 time.sleep(min(pause, remaining))
                 pause = min(pause * 2, 0.02)
             else:
-                poller = select.poll()
-                poller.register(pidfd, select.POLLIN)
                 poller.poll(remaining * 1000)
     finally:
         if pidfd is not None:
             os.close(pidfd)
+
+
+def run_detached(function, keep_fds=()):
+    """Runs function() in a child process that outlives the script: in a
+    session of its own, its standard streams on /dev/null and no inherited
+    descriptor open but keep_fds, since Ganeti reads a script's output to its
+    end. False if no process could be started."""
+    try:
+        child = os.fork()
+    except OSError as exc:
+        diag.warn(f"cannot start a background process: {exc.strerror}")
+        return False
+    if child:
+        return True
+    try:
+        os.setsid()
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        start = 3
+        for fd in sorted(keep_fds) + [os.sysconf("SC_OPEN_MAX")]:
+            os.closerange(start, fd)
+            start = fd + 1
+        function()
+    except BaseException:
+        pass  # nobody is listening any more
+    finally:
+        os._exit(0)

@@ -42,7 +42,7 @@ def test_no_shell_in_any_command_path(path):
                 f"{path}:{call.lineno} calls {function.value.id}.{function.attr}"
             if function.value.id == "subprocess" or (function.value.id, function.attr) in SPAWNS:
                 assert os.path.basename(path) == "runner.py", \
-                    f"{path}:{call.lineno}: external tools go through runner.Runner only"
+                    f"{path}:{call.lineno}: processes are started in runner.py only"
 
 
 def test_the_runner_passes_argument_lists_and_a_fixed_path():

@@ -115,3 +115,37 @@ def test_no_subprocess_import():
     done = subprocess.run(["/usr/bin/python3", "-IS", "-c", code], capture_output=True, text=True,
                           timeout=60, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_a_detached_child_runs_on_after_the_script_without_its_pipes(tmp_path):
+    """The script (run here with pipes, as Ganeti runs it) ends at once; its
+    child writes, a second later, what it still has open and its session."""
+    report, kept = tmp_path / "report", tmp_path / "kept"
+    script = f"""
+import os, sys, time
+sys.path.insert(0, {LIB!r})
+from ganeti_gluster.runner import run_detached
+kept = os.open({str(kept)!r}, os.O_RDWR | os.O_CREAT)
+other = os.open({str(kept)!r}, os.O_RDONLY)
+os.set_inheritable(other, True)
+
+def later():
+    time.sleep(1)
+    fds = sorted(int(fd) for fd in os.listdir("/proc/self/fd"))
+    with open({str(report)!r} + ".tmp", "w") as handle:
+        handle.write(repr((fds, kept, os.getsid(0) == os.getpid())))
+    os.rename({str(report)!r} + ".tmp", {str(report)!r})
+
+print(run_detached(later, keep_fds=[kept]))
+"""
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
+    assert (result.returncode, result.stdout, result.stderr) == (0, "True\n", "")
+    assert not report.exists(), "the script waited for its child"
+    deadline = started + 20
+    while not report.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    fds, kept_fd, own_session = eval(report.read_text())
+    # 0-2 (on /dev/null), the kept descriptor and the one listdir opened
+    assert fds[:3] == [0, 1, 2] and kept_fd in fds and len(fds) == 5
+    assert own_session
