@@ -58,12 +58,21 @@ def _detaching(device):
     return _read(f"{_SYS_BLOCK}/{os.path.basename(device)}/loop/autoclear") == "1"
 
 
-def find(image_path, image_stat):
-    """The loop device backed by this very file, or None."""
+def find(image_path, image_stat, hint=None):
+    """The loop device backed by this very file, or None. `hint`, a device
+    that was backed by it before, is looked at first: the scan of every loop
+    device costs ~20 us per device, and made a warm attach 25% slower with 200
+    loop devices on the node."""
     identity = (image_stat.st_dev, image_stat.st_ino)
+
+    def backs(device, backing):
+        return backing.removesuffix(" (deleted)") == image_path \
+            and _backing_identity(device) == identity and not _detaching(device)
+
+    if hint and backs(hint, _read(f"{_SYS_BLOCK}/{os.path.basename(hint)}/loop/backing_file") or ""):
+        return hint
     for device, backing in bound_devices():
-        if backing.removesuffix(" (deleted)") == image_path \
-                and _backing_identity(device) == identity and not _detaching(device):
+        if backs(device, backing):
             return device
     return None
 

@@ -55,7 +55,19 @@ class Disk:
         return info
 
     def loop_device(self, info):
-        return loopdev.find(self.path, info)
+        """The disk's loop device on this node, or None. The device found
+        last is noted in the disk's lock file when the lock is held, and
+        looked at first next time."""
+        noted = None
+        if self.lock.fd is not None:
+            noted = os.pread(self.lock.fd, 64, 0).decode(errors="replace").strip()
+            noted = noted if noted.startswith("/dev/loop") and noted[9:].isdigit() else None
+        device = loopdev.find(self.path, info, hint=noted)
+        if device and device != noted and self.lock.fd is not None:
+            note = device.encode() + b"\n"
+            os.pwrite(self.lock.fd, note, 0)
+            os.ftruncate(self.lock.fd, len(note))
+        return device
 
 
 class _Using:
