@@ -60,9 +60,9 @@ def _detaching(device):
 
 def find(image_path, image_stat, hint=None):
     """The loop device backed by this very file, or None. `hint`, a device
-    that was backed by it before, is looked at first: the scan of every loop
-    device costs ~20 us per device, and made a warm attach 25% slower with 200
-    loop devices on the node."""
+    that was backed by it before, is looked at first: the scan reads every
+    bound device's backing file, and 200 bound devices made a warm attach
+    25% slower."""
     identity = (image_stat.st_dev, image_stat.st_ino)
 
     def backs(device, backing):
@@ -71,10 +71,21 @@ def find(image_path, image_stat, hint=None):
 
     if hint and backs(hint, _read(f"{_SYS_BLOCK}/{os.path.basename(hint)}/loop/backing_file") or ""):
         return hint
-    for device, backing in bound_devices():
-        if backs(device, backing):
-            return device
+    for name in _sized_loop_devices():
+        backing = _read(f"{_SYS_BLOCK}/{name}/loop/backing_file")
+        if backing and backs("/dev/" + name, backing):
+            return "/dev/" + name
     return None
+
+
+def _sized_loop_devices():
+    """Names of the loop devices that have a size, from /proc/partitions: one
+    read, where /sys/block keeps an entry for every loop device ever made
+    (a node that ran 200 disks scanned 200 entries per look, 1.1 ms). A disk
+    image is never empty, so its loop device is among these."""
+    with open("/proc/partitions") as handle:
+        return [fields[3] for fields in map(str.split, handle)
+                if len(fields) == 4 and fields[3].startswith("loop")]
 
 
 def users_of(directory):

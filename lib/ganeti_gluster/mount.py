@@ -154,7 +154,7 @@ class VolumeMount:
         at once with unmount_delay 0, else by unmount_unused_later()."""
         if unmount_if_unused and not self.settings.keep_mounted and self.lock.fd is not None:
             if self.settings.unmount_delay and self.is_mounted():
-                os.makedirs(os.path.dirname(self.timer.path), mode=0o700, exist_ok=True)
+                # (its directory is the volume lock's, held here)
                 os.close(os.open(self.timer.path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
                 os.utime(self.timer.path)  # restarts the wait of a waiting process
                 _left_unused[self.path] = self

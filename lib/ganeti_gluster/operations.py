@@ -54,15 +54,15 @@ class Disk:
                                 f"{self.location.volume} (no {self.path})")
         return info
 
-    def loop_device(self, info):
+    def loop_device(self, info, expected=None):
         """The disk's loop device on this node, or None. The device found
         last is noted in the disk's lock file when the lock is held, and
-        looked at first next time."""
+        looked at first next time (or `expected`, if given)."""
         noted = None
         if self.lock.fd is not None:
             noted = os.pread(self.lock.fd, 64, 0).decode(errors="replace").strip()
             noted = noted if noted.startswith("/dev/loop") and noted[9:].isdigit() else None
-        device = loopdev.find(self.path, info, hint=noted)
+        device = loopdev.find(self.path, info, hint=expected or noted)
         if device and device != noted and self.lock.fd is not None:
             note = device.encode() + b"\n"
             os.pwrite(self.lock.fd, note, 0)
@@ -143,7 +143,7 @@ def _map(disk, runner):
             setup_lock = Lock(os.path.join(disk.settings.mount_base, ".locks", "losetup.lock"),
                               "loop device setup", disk.settings.lock_timeout)
             device = loopdev.attach(disk.path, runner, setup_lock)
-            if disk.loop_device(info) != device:
+            if disk.loop_device(info, expected=device) != device:
                 raise ProviderError(f"{device} was set up for disk {disk.name} but does not "
                                     "show it as its backing file")
             diag.debug(f"attached {disk.path} as {device}")
