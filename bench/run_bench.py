@@ -490,9 +490,8 @@ def report(results, out):
     lines = ["# Benchmark report", "",
              f"Run {results['when']} on {results['machine']}, {'quick' if results['quick'] else 'full'} "
              "mode. Every figure is a median over repeated runs and a ratio to a baseline measured in "
-             "the same run." + (f" Measured again on {results['remeasured']['when']}: "
-                                f"{', '.join(results['remeasured']['sections'])}."
-                                if results.get("remeasured") else ""), "", "## Control path", "",
+             "the same run." + "".join(f" Measured again on {again['when']}: {', '.join(again['sections'])}."
+                                       for again in results.get("remeasured", [])), "", "## Control path", "",
              "| operation | provider (ms) | peak RSS (MiB) | vs interpreter floor | baseline | vs baseline |",
              "|---|---|---|---|---|---|"]
     for op, v in c.items():
@@ -605,7 +604,9 @@ def main():
     now = time.strftime("%Y-%m-%d %H:%M")
     results = previous_results(os.path.join(args.out, "bench.json")) if args.only else {"when": now}
     if args.only:
-        results["remeasured"] = {"sections": wanted, "when": now}
+        earlier = results.get("remeasured", [])
+        results["remeasured"] = ([earlier] if isinstance(earlier, dict) else earlier) + \
+            [{"sections": wanted, "when": now}]
     results.update({"machine": f"{os.cpu_count()} cores, {os.uname().release}", "quick": quick})
     setup()
     measures = {
