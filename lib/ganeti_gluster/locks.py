@@ -35,8 +35,7 @@ class Lock:
             return self
         deadline = time.monotonic() + self.timeout
         while True:
-            os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            fd = self._open()
             try:
                 self.fd = fd
                 self._flock(mode, deadline)
@@ -52,6 +51,10 @@ class Lock:
                 pass
             self.fd = None
             os.close(fd)
+
+    def _open(self):
+        os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
+        return os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
 
     def _flock(self, mode, deadline=None):
         deadline = deadline or time.monotonic() + self.timeout
@@ -121,8 +124,7 @@ class Lock:
     def try_acquire(self):
         """Takes the lock exclusively if nobody holds it; False at once if
         somebody does. For lock files that are never removed."""
-        os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        self.fd = self._open()
         if self._try(fcntl.LOCK_EX):
             return True
         self.release()

@@ -65,15 +65,15 @@ def find(image_path, image_stat, hint=None):
     25% slower."""
     identity = (image_stat.st_dev, image_stat.st_ino)
 
-    def backs(device, backing):
-        return backing.removesuffix(" (deleted)") == image_path \
-            and _backing_identity(device) == identity and not _detaching(device)
+    def backs(name):
+        backing = _read(f"{_SYS_BLOCK}/{name}/loop/backing_file")
+        return backing is not None and backing.removesuffix(" (deleted)") == image_path \
+            and _backing_identity("/dev/" + name) == identity and not _detaching("/dev/" + name)
 
-    if hint and backs(hint, _read(f"{_SYS_BLOCK}/{os.path.basename(hint)}/loop/backing_file") or ""):
+    if hint and backs(os.path.basename(hint)):
         return hint
     for name in _sized_loop_devices():
-        backing = _read(f"{_SYS_BLOCK}/{name}/loop/backing_file")
-        if backing and backs("/dev/" + name, backing):
+        if backs(name):
             return "/dev/" + name
     return None
 
