@@ -11,10 +11,10 @@ import os
 import sys
 import time
 
-from . import config, diag, gluster_cli, health, images, loopdev, validate
+from . import config, diag, gluster_cli, health, images, loopdev, servers, validate
 from .errors import ProviderError
 from .location import Location
-from .mount import VolumeMount, mount_entry, tcp_probe, unmount_unused_later
+from .mount import VolumeMount, mount_entry, unmount_unused_later
 from .runner import SAFE_PATH, Runner
 
 EXIT_OK, EXIT_WARNING, EXIT_ERROR, EXIT_FAILED = 0, 1, 2, 3
@@ -39,13 +39,7 @@ class Context:
                                   self.settings.command_timeout)
 
     def reachable_server(self):
-        problems = []
-        for server in self.servers:
-            why = tcp_probe(server, self.settings.port, 3.0)
-            if why is None:
-                return server
-            problems.append(f"{server}:{self.settings.port} {why}")
-        raise ProviderError("no GlusterFS server reachable: " + "; ".join(problems))
+        return servers.first_reachable(self.servers, self.settings.port)
 
     def space(self, facts):
         """(free, total) through a mount when the volume is started, else None."""

@@ -16,14 +16,13 @@ import errno
 import os
 import time
 
-from . import diag, loopdev, retry
+from . import diag, loopdev, retry, servers
 from .errors import ProviderError, TransientError
 from .locks import Lock
 from .runner import run_detached
 
 MOUNT_ATTEMPTS = 3
 RETRY_PAUSE_SECONDS = 1.0
-PROBE_TIMEOUT = 3.0
 UMOUNT_TIMEOUT = 30
 FSTYPE = "fuse.glusterfs"
 
@@ -278,14 +277,7 @@ class VolumeMount:
 
     def diagnose(self, error):
         """Why the volume cannot be mounted, in one line."""
-        reachable = []
-        problems = []
-        for server in self.servers:
-            reason = tcp_probe(server, self.port, PROBE_TIMEOUT)
-            if reason:
-                problems.append(f"{server}:{self.port} {reason}")
-            else:
-                reachable.append(server)
+        reachable, problems = servers.probe_all(self.servers, self.port)
         if not reachable:
             return (f"cannot mount volume {self.volume}: no GlusterFS server reachable "
                     f"({'; '.join(problems)})")
@@ -356,16 +348,3 @@ def unmount_unused_later():
         diag.warn("the volume stays mounted until a later script lets go of it")
     for mount in mounts:
         mount.timer.release()  # the child's copy of the descriptor keeps the lock
-
-
-def tcp_probe(host, port, timeout):
-    """None if host:port accepts a TCP connection, else why not."""
-    import socket
-
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return None
-    except socket.timeout:
-        return f"did not answer within {timeout:g} s"
-    except OSError as exc:
-        return (exc.strerror or str(exc)).lower()

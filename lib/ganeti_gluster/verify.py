@@ -7,7 +7,8 @@ prints one line on stdout: '<check>: ok|FAILED: <detail>'.
 import functools
 
 from .errors import BadInput, ProviderError
-from .mount import PROBE_TIMEOUT, VolumeMount, tcp_probe
+from . import servers
+from .mount import VolumeMount
 
 
 def _config(settings, runner):
@@ -18,11 +19,9 @@ def _config(settings, runner):
 
 
 def _server(settings, runner):
-    results = {s: tcp_probe(s, settings.port, PROBE_TIMEOUT) for s in settings.require("servers")}
-    down = [f"{s}:{settings.port} {why}" for s, why in results.items() if why]
-    if len(down) == len(results):
+    up, down = servers.probe_all(settings.require("servers"), settings.port)
+    if not up:
         raise ProviderError("no server reachable: " + "; ".join(down))
-    up = [s for s, why in results.items() if not why]
     return f"reachable: {', '.join(up)}" + (f"; unreachable: {'; '.join(down)}" if down else "")
 
 
@@ -33,10 +32,8 @@ def _facts(settings, runner):
     from .health import VolumeFacts
 
     volume = settings.require("volume")
-    for server in settings.require("servers"):
-        if tcp_probe(server, settings.port, PROBE_TIMEOUT) is None:
-            return VolumeFacts(runner, server, settings.port, volume, settings.command_timeout)
-    raise ProviderError("no server reachable to ask about the volume")
+    server = servers.first_reachable(settings.require("servers"), settings.port)
+    return VolumeFacts(runner, server, settings.port, volume, settings.command_timeout)
 
 
 def _volume(settings, runner):

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))), "lib"))
 
-from ganeti_gluster import config, images, main as main_module, mount, request, validate  # noqa: E402
+from ganeti_gluster import config, images, main as main_module, mount, request, servers, validate  # noqa: E402
 from ganeti_gluster.errors import BadInput, ProviderError  # noqa: E402
 from ganeti_gluster.location import Location  # noqa: E402
 from ganeti_gluster.runner import Result  # noqa: E402
@@ -377,7 +377,7 @@ def test_mountinfo_parsing_unescapes_and_takes_the_last_entry(tmp_path):
 
 def test_a_failed_mount_names_each_unreachable_server(node_config, monkeypatch):
     s = config.load({}, {"GLUSTER_CONFIG": node_config})
-    monkeypatch.setattr(mount, "tcp_probe", lambda host, port, timeout: "connection refused")
+    monkeypatch.setattr(servers, "tcp_probe", lambda host, port, timeout=0: "connection refused")
     volume_mount = mount.VolumeMount(s, FailingRunner(), "gluster1.example.com", 24007, "vmstore")
     reason = volume_mount.diagnose(ProviderError("mount failed"))
     assert "gluster1.example.com:24007 connection refused" in reason
@@ -392,7 +392,7 @@ def test_a_failed_mount_names_each_unreachable_server(node_config, monkeypatch):
 ])
 def test_a_failed_mount_says_whether_the_volume_is_missing_or_stopped(node_config, monkeypatch, xml, expected):
     s = config.load({}, {"GLUSTER_CONFIG": node_config})
-    monkeypatch.setattr(mount, "tcp_probe", lambda host, port, timeout: None)
+    monkeypatch.setattr(servers, "tcp_probe", lambda host, port, timeout=0: None)
 
     class Runner(FailingRunner):
         def run(self, args, timeout, check=True):
