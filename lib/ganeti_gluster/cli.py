@@ -14,7 +14,9 @@ import time
 from . import config, diag, gluster_cli, health, images, loopdev, servers, validate
 from .errors import ProviderError
 from .location import Location
-from .mount import VolumeMount, mount_entry, unmount_unused_later
+from .mount import VolumeMount
+from .procfs import mount_entry
+from .unmount_timer import start_waiting
 from .runner import SAFE_PATH, Runner
 
 EXIT_OK, EXIT_WARNING, EXIT_ERROR, EXIT_FAILED = 0, 1, 2, 3
@@ -473,5 +475,5 @@ def main(argv=None, runner=None):
 def run():
     """The command's entry point: main(), then what outlives the command."""
     code = main()
-    unmount_unused_later()
+    start_waiting()
     return code

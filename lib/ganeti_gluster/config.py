@@ -37,6 +37,8 @@ NODE_SETTINGS = {
     "mount_timeout": (lambda s, v: validate.positive_number(s, v, 3600), "60"),
     "lock_timeout": (lambda s, v: validate.positive_number(s, v, 3600), "300"),
     "command_timeout": (lambda s, v: validate.positive_number(s, v, 3600), "30"),
+    "io_timeout": (lambda s, v: validate.positive_number(s, v, 3600), "60"),
+    "allowed_servers": (lambda s, v: v and validate.server_list(s, v), ""),
     "strict_open": (validate.boolean, "no"),
     "keep_mounted": (validate.boolean, "no"),
     "unmount_delay": (lambda s, v: validate.seconds_or_zero(s, v, 600), "10"),
@@ -90,6 +92,11 @@ class Settings(Record):
     mount_timeout: float
     lock_timeout: float
     command_timeout: float
+    io_timeout: float
+    allowed_servers: tuple     # (host, port or None) a disk may name; empty: the configured ones
+    node_servers: tuple        # GLUSTER_SERVERS and GLUSTER_PORT: the node's own cluster
+    node_port: int
+    configured_servers: frozenset  # (host, port) of the node's servers and every pool's
     strict_open: bool
     keep_mounted: bool
     unmount_delay: float
@@ -102,6 +109,21 @@ class Settings(Record):
     join_brick: str
     glusterd_socket: str
     config_path: str
+
+    def check_allowed(self, hosts, port):
+        """A disk may make this node's glusterfs client talk only to servers
+        the node's configuration names: GLUSTER_ALLOWED_SERVERS, or else
+        the configured servers of the node and of its pools."""
+        if self.allowed_servers:
+            allowed = {(h, p if p is not None else self.node_port) for h, p in self.allowed_servers}
+            source = f"GLUSTER_ALLOWED_SERVERS in {self.config_path}"
+        else:
+            allowed = self.configured_servers
+            source = f"the servers configured in {self.config_path} (GLUSTER_SERVERS, pools)"
+        for host in hosts:
+            if (host, port) not in allowed:
+                raise BadInput(f"server {host}:{port} is not allowed on this node: not among {source}; "
+                               "add it to GLUSTER_ALLOWED_SERVERS to allow disks there")
 
     def require(self, name):
         """A disk setting that has no default: its value, or how to set it."""
@@ -192,8 +214,11 @@ def _check_known(keys, describe):
         raise BadInput(f"unknown setting {describe(key)} (known: {known}, POOL_<NAME>_<SETTING>)")
 
 
-def check_parameters(params):
-    """EXTP_* parameters: known names and valid values, or a clear error."""
+def check_parameters(params, strict=True):
+    """EXTP_* parameters: valid values of known names, or a clear error. An
+    unknown name is an error when strict, else a warning; either way it is
+    dropped. Returns the known ones."""
+    known = {}
     for name, value in params.items():
         source = f"EXTP_{name.upper()}"
         if name in GANETI_PARAMETERS:
@@ -203,14 +228,39 @@ def check_parameters(params):
         elif name == "pool":
             validate.pool(source, value)
         else:
-            known = ", ".join(sorted((*DISK_SETTINGS, "pool", *GANETI_PARAMETERS)))
-            raise BadInput(f"unknown disk parameter {name!r} ({source}); known: {known}")
+            names = ", ".join(sorted((*DISK_SETTINGS, "pool", *GANETI_PARAMETERS)))
+            message = f"unknown disk parameter {name!r} ({source[:60]}); known: {names}"
+            if strict:
+                raise BadInput(message)
+            from . import diag
+
+            diag.warn(message + "; ignored")
+            continue
+        known[name] = value
+    return known
 
 
-def load(params, environ, pool=None):
+def _configured_servers(node_layers, node_servers, node_port):
+    """(host, port) of the node's servers and of every pool's servers."""
+    found = {(host, node_port) for host in node_servers or ()}
+    values = {}
+    for layer in reversed(node_layers):  # the first layer wins
+        values.update(layer.values)
+    pools = {key[len("POOL_"):-len("_SERVERS")] for key in values
+             if _is_pool_key(key) and key.endswith("_SERVERS")}
+    for name in pools:
+        port = values.get(f"POOL_{name}_PORT")
+        port = validate.port(f"GLUSTER_POOL_{name}_PORT", port) if port else node_port
+        found |= {(host, port) for host in validate.hosts(f"GLUSTER_POOL_{name}_SERVERS",
+                                                          values[f"POOL_{name}_SERVERS"])}
+    return frozenset(found)
+
+
+def load(params, environ, pool=None, strict=True):
     """Resolves every setting for one disk. `params` are the EXTP_* values
-    (lower-case names); `pool` is the design dialect's POOL, if any."""
-    check_parameters(params)
+    (lower-case names); `pool` is the design dialect's POOL, if any; strict:
+    unknown parameters are errors, not warnings."""
+    params = check_parameters(params, strict)
     env_values = {k[len("GLUSTER_"):]: v for k, v in environ.items()
                   if k.startswith("GLUSTER_") and k != CONFIG_PATH_VARIABLE}
     _check_known(env_values, lambda k: f"GLUSTER_{k} in the environment")
@@ -269,6 +319,13 @@ def load(params, environ, pool=None):
             value, source = found
         resolved[name] = check(source, value) if value is not None else None
 
+    node_servers = first(node_layers, "SERVERS")
+    resolved["node_servers"] = validate.hosts(node_servers[1], node_servers[0]) if node_servers else None
+    node_port = first(node_layers, "PORT")
+    resolved["node_port"] = validate.port(node_port[1], node_port[0]) if node_port else \
+        int(DISK_SETTINGS["port"][1])
+    resolved["configured_servers"] = _configured_servers(node_layers, resolved["node_servers"],
+                                                         resolved["node_port"])
     if resolved["node_name"] is None:
         resolved["node_name"] = validate.node("the host name", os.uname().nodename)
     return Settings(config_path=config_path, **resolved)

@@ -1,5 +1,12 @@
 """Disk image files on the mounted volume.
 
+The volume is untrusted: other hosts write it. So nothing here follows a
+symbolic link: images are looked at with lstat, opened with O_NOFOLLOW, their
+xattrs read and written without following, and each directory between the
+mount and the images must be a real directory. Anything that is not a
+regular file is refused, naming the path. Every touch is bounded
+(watchdog): a hung client must not hang the script.
+
 A disk never appears under its final name half-made: it is built under a
 hidden temporary name and hard-linked into place, which fails rather than
 replace a disk that appeared meanwhile.
@@ -12,6 +19,7 @@ import time
 
 from . import diag
 from .errors import ProviderError, TransientError
+from .watchdog import bounded, touching
 
 MIB = 1 << 20
 CHUNK = 4 * MIB
@@ -22,6 +30,7 @@ COPY_CHUNK = 1 * MIB
 XATTR_PREFIX = "user.ganeti-gluster."
 METADATA_XATTR = XATTR_PREFIX + "metadata"
 OPEN_XATTR_PREFIX = XATTR_PREFIX + "open."
+_NOFOLLOW = os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def partial_path(path):
@@ -30,24 +39,74 @@ def partial_path(path):
     return os.path.join(directory, f".{name}.partial")
 
 
-def stat_image(path):
-    """os.stat_result of the disk, or None if there is none."""
+def _not_a_disk(path, info):
+    kind = "a symbolic link" if stat.S_ISLNK(info.st_mode) else "not a regular file"
+    return ProviderError(f"{path} is {kind}, not a disk image made by this provider; "
+                         "refusing to use it")
+
+
+def _lstat(path):
     try:
-        info = os.stat(path)
+        return bounded("looking at", path, os.lstat, path)
     except FileNotFoundError:
         return None
     except OSError as exc:
         kind = TransientError if exc.errno in (errno.ENOTCONN, errno.EIO) else ProviderError
         raise kind(f"cannot look at {path}: {exc.strerror}") from None
-    if not stat.S_ISREG(info.st_mode):
-        raise ProviderError(f"{path} exists but is not a disk image (not a regular file)")
+
+
+def stat_image(path):
+    """lstat of the disk, or None if there is none; refuses anything but a
+    regular file."""
+    info = _lstat(path)
+    if info is not None and not stat.S_ISREG(info.st_mode):
+        raise _not_a_disk(path, info)
     return info
+
+
+def check_directory(mount_point, directory, create=False):
+    """Whether <mount_point>/<directory> exists, every step of it a real
+    directory (a symlink there could lead anywhere on this node); with
+    create, missing steps are made."""
+    path = mount_point
+    for part in directory.split("/"):
+        path = os.path.join(path, part)
+        info = _lstat(path)
+        if info is None:
+            if not create:
+                return False
+            try:
+                bounded("making the directory", path, os.mkdir, path, 0o700)
+            except FileExistsError:
+                pass  # made by another node meanwhile: looked at below
+            info = _lstat(path)
+        if info is None or not stat.S_ISDIR(info.st_mode):
+            kind = "a symbolic link" if info and stat.S_ISLNK(info.st_mode) else "not a directory"
+            raise ProviderError(f"{path} is {kind}; the images' directory must be a real "
+                                "directory on the volume")
+    return True
+
+
+def _open_image(path, flags):
+    """An fd of the regular file at `path`, never through a symlink."""
+    try:
+        fd = bounded("opening", path, os.open, path, flags | _NOFOLLOW)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ProviderError(f"{path} is a symbolic link, not a disk image made by this "
+                                "provider; refusing to use it") from None
+        raise ProviderError(f"cannot open {path}: {exc.strerror}") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise _not_a_disk(path, info)
+    return fd
 
 
 def _publish(temporary, path):
     """Moves a finished image into place without ever replacing one."""
     try:
-        os.link(temporary, path)
+        bounded("publishing", path, os.link, temporary, path)
     except FileExistsError:
         raise ProviderError(f"{path} appeared while it was being made; left it alone") from None
     finally:
@@ -56,7 +115,7 @@ def _publish(temporary, path):
 
 def _unlink_quietly(path):
     try:
-        os.unlink(path)
+        bounded("removing", path, os.unlink, path)
     except FileNotFoundError:
         pass
 
@@ -65,10 +124,12 @@ def _build(path, fill):
     """Runs fill(fd) on a fresh hidden file, then publishes it as `path`."""
     temporary = partial_path(path)
     _unlink_quietly(temporary)  # left by an interrupted run on this disk
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    # O_EXCL: a symlink put there meanwhile makes this fail, never followed
+    fd = bounded("creating", temporary, os.open, temporary,
+                 os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o600)
     try:
         fill(fd)
-        os.fsync(fd)
+        bounded("syncing", temporary, os.fsync, fd)
     except BaseException:
         os.close(fd)
         _unlink_quietly(temporary)
@@ -78,70 +139,72 @@ def _build(path, fill):
 
 
 def create(path, size_bytes, preallocation):
-    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-    _build(path, lambda fd: _extend(fd, 0, size_bytes, preallocation, "creating"))
+    _build(path, lambda fd: _extend(fd, path, 0, size_bytes, preallocation, "creating"))
 
 
-def _extend(fd, start, end, preallocation, label):
+def _extend(fd, path, start, end, preallocation, label):
     """Makes the file [start, end) long, allocated as asked."""
     try:
         if preallocation == "falloc":
-            os.posix_fallocate(fd, start, end - start)
+            bounded("allocating", path, os.posix_fallocate, fd, start, end - start)
         elif preallocation == "full":
-            _write_zeros(fd, start, end, label)
-        os.ftruncate(fd, end)
+            _write_zeros(fd, path, start, end, label)
+        bounded("sizing", path, os.ftruncate, fd, end)
     except OSError as exc:
         raise ProviderError(f"{label} the image failed: {exc.strerror}") from None
 
 
-def _write_zeros(fd, start, end, label):
+def _write_zeros(fd, path, start, end, label):
     offset = start
     progress = diag.Progress(label, end - start)
     while offset < end:
-        count = os.pwrite(fd, _ZEROS[:min(CHUNK, end - offset)], offset)
-        offset += count
+        offset += bounded("writing", path, os.pwrite, fd, _ZEROS[:min(CHUNK, end - offset)], offset)
         progress.update(offset - start)
     progress.done()
 
 
 def grow(path, new_size_bytes, preallocation):
-    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    fd = _open_image(path, os.O_WRONLY)
     try:
         current = os.fstat(fd).st_size
         if new_size_bytes < current:
             raise ProviderError(f"refusing to shrink {os.path.basename(path)} from "
                                 f"{current // MIB} MiB to {new_size_bytes // MIB} MiB")
         if new_size_bytes > current:
-            _extend(fd, current, new_size_bytes, preallocation, "growing")
-            os.fsync(fd)
+            _extend(fd, path, current, new_size_bytes, preallocation, "growing")
+            bounded("syncing", path, os.fsync, fd)
     finally:
         os.close(fd)
 
 
 def snapshot(source, target):
     """A copy of `source` as `target` in which holes stay holes."""
-    with open(source, "rb", buffering=0) as src:
-        size = os.fstat(src.fileno()).st_size
-        _build(target, lambda fd: copy_sparse(src.fileno(), fd, size))
+    fd = _open_image(source, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        _build(target, lambda target_fd: copy_sparse(fd, target_fd, size, source))
+    finally:
+        os.close(fd)
 
 
-def copy_sparse(src_fd, dst_fd, size):
+def copy_sparse(src_fd, dst_fd, size, path="the image"):
     progress = diag.Progress("copying", size)
     try:
-        segments = list(_data_segments(src_fd, size))
+        with touching("finding the data in", path):
+            segments = list(_data_segments(src_fd, size))
     except OSError as exc:
         if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOTSUP):
             raise
         segments = None  # the volume cannot tell holes from data: look at the bytes
     buffer = bytearray(COPY_CHUNK)
     if segments is None:
-        _copy_skipping_zeros(src_fd, dst_fd, 0, size, buffer, progress)
+        _copy_skipping_zeros(src_fd, dst_fd, 0, size, buffer, progress, path)
     else:
         # Plain reads and writes: on FUSE they beat copy_file_range (measured
         # 0.165 s against 0.24 s for 64 MiB), and zero blocks stay holes.
         for start, end in segments:
-            _copy_skipping_zeros(src_fd, dst_fd, start, end, buffer, progress)
-    os.ftruncate(dst_fd, size)
+            _copy_skipping_zeros(src_fd, dst_fd, start, end, buffer, progress, path)
+    bounded("sizing the copy of", path, os.ftruncate, dst_fd, size)
     progress.update(size)  # the holes after the last data count as copied
     progress.done()
 
@@ -160,18 +223,19 @@ def _data_segments(fd, size):
         offset = end
 
 
-def _copy_skipping_zeros(src_fd, dst_fd, start, end, buffer, progress):
+def _copy_skipping_zeros(src_fd, dst_fd, start, end, buffer, progress, path):
     view, zeros = memoryview(buffer), memoryview(_ZEROS)
     offset = start
     while offset < end:
-        count = os.preadv(src_fd, [view[:min(len(buffer), end - offset)]], offset)
-        if not count:
-            raise ProviderError("the source image shrank during the copy")
-        # bytearray against memoryview compares with memcmp; two memoryviews
-        # would compare byte by byte, 70 times slower on zeros
-        data = buffer if count == len(buffer) else buffer[:count]
-        if data != zeros[:count]:
-            _write_all(dst_fd, view[:count], offset)
+        with touching("copying", path):  # each chunk within the bound
+            count = os.preadv(src_fd, [view[:min(len(buffer), end - offset)]], offset)
+            if not count:
+                raise ProviderError("the source image shrank during the copy")
+            # bytearray against memoryview compares with memcmp; two memoryviews
+            # would compare byte by byte, 70 times slower on zeros
+            data = buffer if count == len(buffer) else buffer[:count]
+            if data != zeros[:count]:
+                _write_all(dst_fd, view[:count], offset)
         offset += count
         if progress:
             progress.update(offset)
@@ -189,22 +253,33 @@ def remove(path):
 
 
 def rename(path, new_path):
-    """Renames without ever replacing an existing disk."""
+    """Renames without ever replacing an existing disk. A rename cut short
+    between its two steps left both names on one file: a second run finishes
+    it."""
     try:
-        os.link(path, new_path)
+        bounded("renaming", path, os.link, path, new_path)
     except FileExistsError:
-        raise ProviderError(f"{os.path.basename(new_path)} already exists; not renaming "
-                            f"{os.path.basename(path)} over it") from None
-    os.unlink(path)
+        old, new = stat_image(path), stat_image(new_path)
+        if not (old and new and (old.st_dev, old.st_ino) == (new.st_dev, new.st_ino)):
+            raise ProviderError(f"{os.path.basename(new_path)} already exists; not renaming "
+                                f"{os.path.basename(path)} over it") from None
+        diag.info(f"finishing an interrupted rename of {os.path.basename(path)}")
+    bounded("renaming", path, os.unlink, path)
+
+
+# -- xattrs, never through a symlink (user.* xattrs cannot be set on one) -----
+
+def _xattr(what, path, function, *args):
+    return bounded(what, path, lambda: function(path, *args, follow_symlinks=False))
 
 
 def set_metadata(path, value):
-    os.setxattr(path, METADATA_XATTR, value.encode())
+    _xattr("setting metadata on", path, os.setxattr, METADATA_XATTR, value.encode())
 
 
 def get_metadata(path):
     try:
-        return os.getxattr(path, METADATA_XATTR).decode()
+        return _xattr("reading metadata of", path, os.getxattr, METADATA_XATTR).decode()
     except OSError as exc:
         if exc.errno == errno.ENODATA:
             return None
@@ -216,24 +291,25 @@ def get_metadata(path):
 def open_records(path):
     """{node: (mode, since)} for every node that recorded an open."""
     records = {}
-    for name in os.listxattr(path):
+    for name in _xattr("listing the open records of", path, os.listxattr):
         if name.startswith(OPEN_XATTR_PREFIX):
             try:
-                mode, _, since = os.getxattr(path, name).decode().partition(" ")
+                value = _xattr("reading the open records of", path, os.getxattr, name)
             except OSError:
                 continue  # removed meanwhile
+            mode, _, since = value.decode(errors="replace").partition(" ")
             records[name[len(OPEN_XATTR_PREFIX):]] = (mode, since)
     return records
 
 
 def record_open(path, node, exclusive):
     value = f"{'exclusive' if exclusive else 'shared'} {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}"
-    os.setxattr(path, OPEN_XATTR_PREFIX + node, value.encode())
+    _xattr("recording the open of", path, os.setxattr, OPEN_XATTR_PREFIX + node, value.encode())
 
 
 def forget_open(path, node):
     try:
-        os.removexattr(path, OPEN_XATTR_PREFIX + node)
+        _xattr("forgetting the open of", path, os.removexattr, OPEN_XATTR_PREFIX + node)
     except OSError as exc:
         if exc.errno not in (errno.ENODATA, errno.ENOENT):
             raise

@@ -1,20 +1,26 @@
 """Loop devices over image files: find by backing file, attach, resize, detach.
 
-A loop device is found by the device and inode of its backing file, read with
-LOOP_GET_STATUS64, not by path alone: loop devices are global, but FUSE mounts
-are per mount namespace, so the same path can name another namespace's mount.
+A loop device is found by its backing file's path and inode number, the
+inode read with LOOP_GET_STATUS64. Not by the device number: loop devices are
+global, but FUSE mounts are per mount namespace, and a disk mounted by a
+second client (another namespace, or after a remount) has a new st_dev while
+GlusterFS keeps its inode number (derived from the file's gfid). So one image
+has one loop device per node, whichever namespace attached it.
 """
 
 import fcntl
 import os
 import struct
+import time
 
+from . import procfs
 from .errors import ProviderError
 
 LOOP_GET_STATUS64 = 0x4C05
 _LOOP_INFO64 = struct.Struct("=QQQQQIIII64s64s32s2Q")
 _SYS_BLOCK = "/sys/block"
 LOSETUP_TIMEOUT = 30
+DETACH_WAIT_SECONDS = 5.0  # udev's probes hold a new device open for a moment
 
 
 def _read(path):
@@ -36,8 +42,8 @@ def bound_devices():
     return result
 
 
-def _backing_identity(device):
-    """(st_dev, st_ino) of the device's backing file, or None if unbound."""
+def _backing_inode(device):
+    """The inode number of the device's backing file, or None if unbound."""
     try:
         fd = os.open(device, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
@@ -48,8 +54,7 @@ def _backing_identity(device):
         return None
     finally:
         os.close(fd)
-    lo_device, lo_inode = _LOOP_INFO64.unpack(info)[:2]
-    return lo_device, lo_inode
+    return _LOOP_INFO64.unpack(info)[1]
 
 
 def _detaching(device):
@@ -58,24 +63,31 @@ def _detaching(device):
     return _read(f"{_SYS_BLOCK}/{os.path.basename(device)}/loop/autoclear") == "1"
 
 
+def _backs(name, image_path, image_stat):
+    backing = _read(f"{_SYS_BLOCK}/{name}/loop/backing_file")
+    return backing is not None and backing.removesuffix(" (deleted)") == image_path \
+        and _backing_inode("/dev/" + name) == image_stat.st_ino
+
+
 def find(image_path, image_stat, hint=None):
-    """The loop device backed by this very file, or None. `hint`, a device
-    that was backed by it before, is looked at first: the scan reads every
-    bound device's backing file, and 200 bound devices made a warm attach
-    25% slower."""
-    identity = (image_stat.st_dev, image_stat.st_ino)
+    """The loop device backed by this very file, or None; one that is being
+    detached does not count. `hint`, a device that was backed by it before,
+    is looked at first: the scan reads every bound device's backing file,
+    and 200 bound devices made a warm attach 25% slower."""
+    def usable(name):
+        return _backs(name, image_path, image_stat) and not _detaching("/dev/" + name)
 
-    def backs(name):
-        backing = _read(f"{_SYS_BLOCK}/{name}/loop/backing_file")
-        return backing is not None and backing.removesuffix(" (deleted)") == image_path \
-            and _backing_identity("/dev/" + name) == identity and not _detaching("/dev/" + name)
-
-    if hint and backs(os.path.basename(hint)):
+    if hint and usable(os.path.basename(hint)):
         return hint
     for name in _sized_loop_devices():
-        if backs(name):
+        if usable(name):
             return "/dev/" + name
     return None
+
+
+def all_of(image_path, image_stat):
+    """Every loop device backed by this file, those being detached too."""
+    return ["/dev/" + name for name in _sized_loop_devices() if _backs(name, image_path, image_stat)]
 
 
 def _sized_loop_devices():
@@ -100,19 +112,8 @@ def holders(device):
     name = os.path.basename(device)
     found = [f"device {h}" for h in _listdir(f"{_SYS_BLOCK}/{name}/holders")]
     dev_number = _read(f"{_SYS_BLOCK}/{name}/dev")
-    with open("/proc/self/mountinfo") as handle:
-        found += [f"mount {line.split()[4]}" for line in handle if line.split()[2] == dev_number]
-    for pid in _listdir("/proc"):
-        if not pid.isdigit() or int(pid) == os.getpid():
-            continue
-        for fd in _listdir(f"/proc/{pid}/fd"):
-            try:
-                if os.readlink(f"/proc/{pid}/fd/{fd}") == device:
-                    found.append(f"pid {pid} ({_read(f'/proc/{pid}/comm')})")
-                    break
-            except OSError:
-                continue
-    return found
+    found += [f"mount {point}" for point in procfs.mounts_of_device(dev_number)] if dev_number else []
+    return found + procfs.holders_of(device)
 
 
 def _listdir(path):
@@ -122,22 +123,51 @@ def _listdir(path):
         return []
 
 
-def attach(image_path, runner, lock):
-    """Sets up a loop device with direct I/O. `lock` serialises setups on
-    this node: two `losetup --find` racing for the same free device make one
-    of them sleep 200 ms and retry (util-linux), which halved throughput at 4
-    parallel attaches; one at a time takes a few ms each."""
+def attach(image_path, image_stat, runner, lock):
+    """Sets up a loop device with direct I/O and checks that it has both:
+    the image we looked at (not what a symlink swapped in meanwhile points
+    to) and direct I/O, without which write-behind can acknowledge writes
+    and lose them. `lock` serialises setups on this node: two `losetup
+    --find` racing for the same free device make one of them sleep 200 ms
+    and retry (util-linux), which halved throughput at 4 parallel attaches."""
     with lock.acquire():
         result = runner.run(["losetup", "--find", "--show", "--direct-io=on", image_path],
                             timeout=LOSETUP_TIMEOUT)
     device = result.stdout.strip()
     if not device.startswith("/dev/loop"):
         raise ProviderError(f"losetup printed no loop device for {image_path}")
+    name = os.path.basename(device)
+    problem = None
+    if not _backs(name, image_path, image_stat):
+        problem = f"{device} was set up for {image_path} but is backed by another file"
+    elif _read(f"{_SYS_BLOCK}/{name}/loop/dio") != "1":
+        problem = (f"{device} for {image_path} has no direct I/O (the file system refused "
+                   "O_DIRECT): writes could be acknowledged before they are stored")
+    if problem:
+        runner.run(["losetup", "--detach", device], timeout=LOSETUP_TIMEOUT, check=False)
+        raise ProviderError(problem)
     return device
 
 
-def detach(device, runner):
+def _backing_path(device):
+    backing = _read(f"{_SYS_BLOCK}/{os.path.basename(device)}/loop/backing_file")
+    return backing.removesuffix(" (deleted)") if backing else None
+
+
+def detach(device, image_path, runner):
+    """Detaches the device from image_path and waits until it is really gone:
+    losetup only marks a device that is still open for detaching at its last
+    close (and exits 0), and until then the image is in use. (The device may
+    be reused for another image at once: only its backing path counts.)"""
     runner.run(["losetup", "--detach", device], timeout=LOSETUP_TIMEOUT)
+    deadline = time.monotonic() + DETACH_WAIT_SECONDS
+    while _backing_path(device) == image_path:
+        if time.monotonic() > deadline:
+            who = holders(device)
+            raise ProviderError(f"{device} is still in use ({', '.join(who) or 'held open'}); "
+                                "it is marked to detach at its last close; stop what holds it, "
+                                "then detach again")
+        time.sleep(0.05)
 
 
 def size_bytes(device):

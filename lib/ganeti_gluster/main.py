@@ -78,9 +78,9 @@ def main(action, args, environ=None, runner=None, stdout=None):
 def run(action, args):
     """The scripts' entry point: main(), then what outlives the script."""
     code = main(action, args)
-    mount = sys.modules.get(__package__ + ".mount")  # not imported: nothing was mounted
-    if mount:
-        mount.unmount_unused_later()
+    from . import unmount_timer
+
+    unmount_timer.start_waiting()
     return code
 
 
@@ -91,8 +91,10 @@ def _execute(action, args, environ, runner):
         from . import config, operations, request
 
         req = request.parse(action, environ)
-        settings = config.load(req.params, environ, req.pool)
+        settings = config.load(req.params, environ, req.pool,
+                               strict=action in request.CREATING_ACTIONS)
         diag.configure(f"gluster {action}", settings.debug or diag.debugging())
+        _bound_every_touch(settings, action, environ)
         lines = operations.SCRIPTS[action](req, settings, runner or Runner(), list(args))
         return 0, lines, None, settings
     except ProviderError as exc:
@@ -104,6 +106,15 @@ def _execute(action, args, environ, runner):
 
         traceback.print_exc(file=sys.stderr)
         return EXIT_FAILURE, [], f"internal error: {type(exc).__name__}: {exc}", settings
+
+
+def _bound_every_touch(settings, action, environ):
+    """A touch of the mount that outlasts io_timeout ends the script, logged."""
+    from . import watchdog
+
+    started = time.monotonic()
+    watchdog.configure(settings.io_timeout, lambda reason: _log_call(
+        settings, action, environ, EXIT_FAILURE, [], reason, time.monotonic() - started))
 
 
 _LOGGED_VARIABLES = ("VOL_", "EXTP_", "LOGICAL_ID", "INSTANCE_NAME", "DISK_", "POOL", "NEW_INSTANCE_NAME")

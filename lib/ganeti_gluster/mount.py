@@ -1,55 +1,43 @@
 """The one FUSE mount of a volume on this node, shared by all its disks.
 
+A mount is identified by (server, port, volume), not by the volume's name
+alone: two clusters can each have a volume gv0. The node's own cluster
+(GLUSTER_SERVERS, GLUSTER_PORT) mounts at <mount_base>/<volume>, any other at
+<mount_base>/<volume>@<server>:<port>, and an existing mount is used only
+when its source is the expected server and volume.
+
 The glusterfs client daemonises before it has a volume to serve, so a mount
 is verified by a bounded stat of its root and in /proc/self/mountinfo; when
 it fails we find out why (server unreachable? volume missing or stopped?)
 and say so. A dead mount (its client process is gone: every access fails
-with ENOTCONN) is replaced when nothing uses it.
-
-A volume nothing uses any more is unmounted unmount_delay seconds after the
-last script that let go of it, by a child process that outlives that script:
-Ganeti runs scripts in sequences (remove is attach, detach, remove), and each
-would otherwise mount and unmount the volume again.
+with ENOTCONN) is replaced when nothing uses it. Every touch of the mount is
+bounded (watchdog), since a hung client makes it wait for ever.
 """
 
 import errno
 import os
 import time
 
-from . import diag, loopdev, retry, servers
+from . import diag, loopdev, procfs, retry, servers, unmount_timer
 from .errors import ProviderError, TransientError
 from .locks import Lock
-from .runner import run_detached
+from .watchdog import bounded
 
 MOUNT_ATTEMPTS = 3
 RETRY_PAUSE_SECONDS = 1.0
 UMOUNT_TIMEOUT = 30
 FSTYPE = "fuse.glusterfs"
 
-# The mounts this script left unused, for unmount_unused_later().
-_left_unused = {}
-
 
 class _MountFailed(Exception):
     """One mount attempt failed; retried, then diagnosed."""
 
 
-def _unescape(field):
-    # mountinfo escapes space, tab, newline and backslash as octal.
-    return field.encode().decode("unicode_escape") if "\\" in field else field
-
-
-def mount_entry(mount_point, mountinfo="/proc/self/mountinfo"):
-    """(fstype, source) of what is mounted at mount_point, or None."""
-    found = None
-    with open(mountinfo) as handle:
-        for line in handle:
-            fields = line.split()
-            if len(fields) < 10 or _unescape(fields[4]) != mount_point:
-                continue
-            rest = fields[fields.index("-") + 1:]
-            found = (rest[0], _unescape(rest[1]))
-    return found
+def mount_key(settings, primary, port, volume):
+    """The name of a volume's mount point and locks under mount_base."""
+    if settings.node_servers and (primary, port) == (settings.node_servers[0], settings.node_port):
+        return volume
+    return f"{volume}@{primary}:{port}"
 
 
 class VolumeMount:
@@ -62,11 +50,13 @@ class VolumeMount:
         self.port = port
         self.volume = volume
         self.base = settings.mount_base
-        self.path = os.path.join(self.base, volume)
-        self.lock = Lock(os.path.join(self.base, ".locks", f"volume-{volume}.lock"),
+        self.key = mount_key(settings, primary, port, volume)
+        self.source = f"{primary}:/{volume}"
+        self.path = os.path.join(self.base, self.key)
+        self.lock = Lock(os.path.join(self.base, ".locks", f"volume-{self.key}.lock"),
                          f"the mount of volume {volume}", settings.lock_timeout)
         # Its mtime is the last release; its holder is the process that will unmount.
-        self.timer = Lock(os.path.join(self.base, ".locks", f"volume-{volume}.unmount"),
+        self.timer = Lock(os.path.join(self.base, ".locks", f"volume-{self.key}.unmount"),
                           f"the unmount timer of volume {volume}", settings.lock_timeout)
 
     @property
@@ -79,37 +69,22 @@ class VolumeMount:
     def _state(self):
         """'ok'; 'absent'; 'stale' (the client process is gone); 'unavailable'
         (the client lives but no brick answers); raises for a foreign mount."""
-        entry = mount_entry(self.path)
+        entry = procfs.mount_entry(self.path)
         if entry is None:
             return "absent"
         fstype, source = entry
-        if fstype != FSTYPE or source.partition(":/")[2] != self.volume:
+        if fstype != FSTYPE or source != self.source:
             raise ProviderError(f"{self.path} holds a {fstype} mount of {source}, not GlusterFS "
-                                f"volume {self.volume}; unmount it or change mount_base")
+                                f"volume {self.source}; unmount it or change mount_base")
         try:
             # statfs always reaches the client process; a stat of the mount
             # root can be answered from the kernel's cache of a dead mount.
-            os.statvfs(self.path)
+            bounded("looking at the mount", self.path, os.statvfs, self.path)
         except OSError as exc:
             if exc.errno not in (errno.ENOTCONN, errno.EIO, errno.ECONNABORTED):
                 raise ProviderError(f"cannot access mount {self.path}: {exc.strerror}") from None
-            return "unavailable" if self._client_alive() else "stale"
+            return "unavailable" if procfs.glusterfs_clients(self.path) else "stale"
         return "ok"
-
-    def _client_alive(self):
-        """Whether a glusterfs client process still serves this mount point."""
-        wanted = self.path.encode()
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry}/cmdline", "rb") as handle:
-                    argv = handle.read().split(b"\0")
-            except OSError:
-                continue
-            if argv and argv[0].endswith(b"glusterfs") and wanted in argv:
-                return True
-        return False
 
     # -- using the mount ---------------------------------------------------
 
@@ -150,47 +125,28 @@ class VolumeMount:
     def release(self, unmount_if_unused=False):
         """Lets go of the mount. If asked, and the node does not keep its
         mounts (keep_mounted), the volume is unmounted when nobody uses it:
-        at once with unmount_delay 0, else by unmount_unused_later()."""
+        at once with unmount_delay 0, else by unmount_timer.start_waiting()."""
         if unmount_if_unused and not self.settings.keep_mounted and self.lock.fd is not None:
             if self.settings.unmount_delay and self.is_mounted():
-                # (its directory is the volume lock's, held here)
-                os.close(os.open(self.timer.path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
-                os.utime(self.timer.path)  # restarts the wait of a waiting process
-                _left_unused[self.path] = self
+                unmount_timer.restart(self)
             else:
                 self._unmount_now_if_unused()
         self.lock.release()
 
-    def _unmount_now_if_unused(self):
-        # Fails (and drops our shared lock) if another script holds the
-        # volume: then it is in use and the mount stays.
-        if self.lock.try_exclusive():
-            self._unmount_if_unused()
-
-    def _unmount_when_idle(self):
-        """Holding the timer: waits until unmount_delay seconds passed since
-        the last release, then unmounts the volume if nobody uses it. The
-        timer is let go before the last look at its time, so that a release
-        after that look finds it free and starts a process of its own."""
-        delay = self.settings.unmount_delay
-        while True:
-            released = os.stat(self.timer.path).st_mtime_ns
-            # min(): a clock set back must not stretch the wait
-            wait = min(released / 1e9 + delay - time.time(), delay)
-            if wait > 0:
-                time.sleep(wait)
-                continue
-            self.timer.release()
-            if os.stat(self.timer.path).st_mtime_ns == released:
-                break
-            if not self.timer.try_acquire():  # another process waits now
-                return
+    def unmount_if_unused(self):
+        """Unmounts the volume now if it is mounted and nobody uses it."""
         if self.is_mounted():
             self.lock.acquire(exclusive=False)
             try:
                 self._unmount_now_if_unused()
             finally:
                 self.lock.release()
+
+    def _unmount_now_if_unused(self):
+        # Fails (and drops our shared lock) if another script holds the
+        # volume: then it is in use and the mount stays.
+        if self.lock.try_exclusive():
+            self._unmount_if_unused()
 
     def strict_o_direct(self):
         """Whether O_DIRECT writes through this mount reach the bricks before
@@ -199,10 +155,11 @@ class VolumeMount:
         graph = os.path.join(self.path, ".meta", "graphs", "active")
         option = os.path.join(graph, f"{self.volume}-write-behind", "options", "strict-O_DIRECT")
         try:
-            with open(option) as handle:
-                return handle.read().strip() in ("on", "yes", "true", "enable", "1")
+            value = bounded("reading the client graph", self.path, _read_small, option)
+            return value.strip() in ("on", "yes", "true", "enable", "1")
         except FileNotFoundError:
-            return not os.path.isdir(os.path.join(graph, f"{self.volume}-write-behind"))
+            return not bounded("reading the client graph", self.path, os.path.isdir,
+                               os.path.join(graph, f"{self.volume}-write-behind"))
         except OSError as exc:
             raise ProviderError(f"cannot read the client graph of volume {self.volume}: "
                                 f"{exc.strerror}") from None
@@ -212,13 +169,13 @@ class VolumeMount:
         (the bricks' own figures ignore reserved blocks)."""
         self.acquire()
         try:
-            stats = os.statvfs(self.path)
+            stats = bounded("measuring free space", self.path, os.statvfs, self.path)
         finally:
             self.release(unmount_if_unused=True)
         return stats.f_bavail * stats.f_frsize, stats.f_blocks * stats.f_frsize
 
     def is_mounted(self):
-        return mount_entry(self.path) is not None
+        return procfs.mount_entry(self.path) is not None
 
     # -- making and removing -----------------------------------------------
 
@@ -264,7 +221,7 @@ class VolumeMount:
         next attempt. Without an answer to our stat, statfs could block: the
         mount is then cleared unexamined."""
         if not answered:
-            if mount_entry(self.path) is not None:
+            if self.is_mounted():
                 self._lazy_unmount()
             return False
         try:
@@ -307,7 +264,7 @@ class VolumeMount:
                 "run detach for those disks, then retry")
         for device, path in users:
             diag.warn(f"detaching {device} of disk {os.path.basename(path)} from the dead mount")
-            loopdev.detach(device, self.runner)
+            loopdev.detach(device, path.removesuffix(" (deleted)"), self.runner)
         diag.warn(f"the mount of volume {self.volume} at {self.path} is dead; remounting")
         self._lazy_unmount()
 
@@ -330,21 +287,6 @@ class VolumeMount:
             pass
 
 
-def unmount_unused_later():
-    """Called when a script's output is out: the volumes it left unused are
-    unmounted unmount_delay seconds after their last release, by a child
-    process, if nobody uses them by then. One process per volume waits (the
-    holder of its timer); the releases of later scripts extend its wait."""
-    mounts = [mount for mount in _left_unused.values() if mount.timer.try_acquire()]
-    _left_unused.clear()
-    if not mounts:
-        return
-
-    def unmount_when_idle():
-        for mount in mounts:
-            mount._unmount_when_idle()
-
-    if not run_detached(unmount_when_idle, keep_fds=[mount.timer.fd for mount in mounts]):
-        diag.warn("the volume stays mounted until a later script lets go of it")
-    for mount in mounts:
-        mount.timer.release()  # the child's copy of the descriptor keeps the lock
+def _read_small(path):
+    with open(path) as handle:
+        return handle.read(4096)

@@ -10,7 +10,7 @@ import os
 import stat
 import sys
 
-from . import diag, images, loopdev, retry
+from . import diag, images, loopdev, procfs, retry
 from .errors import BadInput, ProviderError, TransientError
 from .location import Location
 from .locks import Lock
@@ -35,8 +35,9 @@ class Disk:
         self.location = location.renamed(name) if name else location
         self.mount = VolumeMount(settings, runner, self.location.host, self.location.port,
                                  self.location.volume)
+        settings.check_allowed(self.mount.servers, self.location.port)
         self.path = self.location.image_path(self.mount.path)
-        self.lock = Lock(os.path.join(settings.mount_base, ".locks", "disks", self.location.volume,
+        self.lock = Lock(os.path.join(settings.mount_base, ".locks", "disks", self.mount.key,
                                       self.location.directory, self.location.name + ".lock"),
                          f"disk {self.location.name}", settings.lock_timeout)
 
@@ -45,6 +46,10 @@ class Disk:
         return self.location.name
 
     def stat(self):
+        """lstat of the image, None if there is none; refuses a symlink or
+        anything else that is not a regular file, in the image or on the way."""
+        if not images.check_directory(self.mount.path, self.location.directory):
+            return None
         return images.stat_image(self.path)
 
     def require(self):
@@ -112,6 +117,7 @@ def create(request, settings, runner, args):
                                     "left it alone")
             diag.info(f"disk {disk.name} already exists with {request.size_mib} MiB")
         else:
+            images.check_directory(disk.mount.path, disk.location.directory, create=True)
             images.create(disk.path, size, settings.preallocation)
             diag.debug(f"created {disk.path} ({request.size_mib} MiB, {settings.preallocation})")
     return _result_for_design(request, [], [disk.location.uri])
@@ -142,10 +148,8 @@ def _map(disk, runner):
         if device is None:
             setup_lock = Lock(os.path.join(disk.settings.mount_base, ".locks", "losetup.lock"),
                               "loop device setup", disk.settings.lock_timeout)
-            device = loopdev.attach(disk.path, runner, setup_lock)
-            if disk.loop_device(info, expected=device) != device:
-                raise ProviderError(f"{device} was set up for disk {disk.name} but does not "
-                                    "show it as its backing file")
+            device = loopdev.attach(disk.path, info, runner, setup_lock)
+            disk.loop_device(info, expected=device)  # notes it
             diag.debug(f"attached {disk.path} as {device}")
     return device
 
@@ -174,8 +178,10 @@ def _userspace_available(settings):
 
 def detach(request, settings, runner, args):
     """Unmaps the disk from this node (and forgets this node's open); a disk
-    that is not mapped is fine. The volume is unmounted when nothing else on
-    this node uses it. Works on a dead mount too: that is when it is needed."""
+    that is not mapped is fine. Succeeds only when the loop device is really
+    gone, not merely marked to go at its last close. The volume is unmounted
+    when nothing else on this node uses it. Works on a dead mount too: that
+    is when it is needed."""
     disk = Disk(request, settings, runner)
     state = disk.mount.hold()
     try:
@@ -190,7 +196,7 @@ def detach(request, settings, runner, args):
                 devices = [dev for dev, path in loopdev.users_of(disk.mount.path)
                            if path.removesuffix(" (deleted)") == disk.path]
             for device in devices:
-                loopdev.detach(device, runner)
+                loopdev.detach(device, disk.path, runner)
                 diag.debug(f"detached {device} from {disk.path}")
             if info:
                 images.forget_open(disk.path, settings.node_name)
@@ -201,7 +207,8 @@ def detach(request, settings, runner, args):
 
 def remove(request, settings, runner, args):
     """Removes the disk; one that is already gone is success. Refuses while
-    the disk is attached on this node."""
+    anything on this node uses the image: a loop device (one marked to
+    detach at its last close too) or a process that has it open."""
     disk = Disk(request, settings, runner)
     with _Using(disk, unmount_after=True):
         info = disk.stat()
@@ -209,9 +216,10 @@ def remove(request, settings, runner, args):
             diag.info(f"disk {disk.name} is already gone")
             images.remove(disk.path)  # an interrupted create's leftovers
             return []
-        device = disk.loop_device(info)
-        if device:
-            raise ProviderError(f"disk {disk.name} is attached as {device} on this node; "
+        users = [f"loop device {device}" for device in loopdev.all_of(disk.path, info)]
+        users += procfs.holders_of(disk.path)
+        if users:
+            raise ProviderError(f"disk {disk.name} is in use on this node ({', '.join(users)}); "
                                 "detach it first")
         images.remove(disk.path)
         disk.lock.remove_file()
@@ -300,7 +308,8 @@ def snapshot(request, settings, runner, args):
 
 def rename(request, settings, runner, args):
     """Design dialect: renames the disk after its instance's NEW_INSTANCE_NAME
-    and prints the new logical ID."""
+    and prints the new logical ID. Run again after it was cut short, or
+    after it succeeded, it finishes the job or prints the same ID."""
     disk = Disk(request, settings, runner)
     index = request.disk_index
     if index is None:
@@ -314,6 +323,9 @@ def rename(request, settings, runner, args):
         return [disk.location.uri]
     with _Using(disk):
         with target.lock.acquire():
+            if disk.stat() is None and target.stat() is not None:
+                diag.info(f"disk {disk.name} was renamed to {new_name} already")
+                return [target.location.uri]
             info = disk.require()
             device = disk.loop_device(info)
             if device:

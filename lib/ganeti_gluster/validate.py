@@ -100,6 +100,16 @@ def hosts(source, value):
     return tuple(result)
 
 
+def server_list(source, value):
+    """host[:port],... -> ((host, port or None), ...)."""
+    text(source, value)
+    result = []
+    for item in value.split(","):
+        name, sep, number = item.strip().partition(":")
+        result.append((host(source, name), port(source, number) if sep else None))
+    return tuple(result)
+
+
 def port(source, value):
     text(source, value)
     if not _is_number(value, 5) or not 1 <= int(value) <= 65535:

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Several GlusterFS "hosts" on this machine, one network namespace each.
 
-  gluster_hosts.py up [N [M]]  N hosts (default 3), a replica-M volume `mr3`
+  gluster_hosts.py up [N [M]]  N hosts (default 3), a replica-M volume `mr3` (M=1: plain)
                                on the first M of them (default: all N)
   gluster_hosts.py down      remove all of it, from any state
   gluster_hosts.py cli I ... run the gluster CLI on host I
@@ -115,8 +115,12 @@ def up(count, in_volume=None):
             raise SystemExit("gluster-hosts: peers did not connect")
         time.sleep(0.5)
     bricks = [f"{address(i)}:{host_dir(i)}/brick/mr3" for i in range(1, in_volume + 1)]
-    cli(1, "volume", "create", "mr3", "replica", str(in_volume), *bricks, "force")
-    cli(1, "volume", "set", "mr3", "group", "virt")
+    if in_volume > 1:
+        cli(1, "volume", "create", "mr3", "replica", str(in_volume), *bricks, "force")
+        cli(1, "volume", "set", "mr3", "group", "virt")
+    else:  # GlusterFS has no replica 1, and group virt needs replication
+        cli(1, "volume", "create", "mr3", *bricks, "force")
+        cli(1, "volume", "set", "mr3", "performance.strict-o-direct", "on")
     cli(1, "volume", "start", "mr3")
     log(f"up: {count} hosts at {', '.join(address(i) for i in range(1, count + 1))}, "
         f"volume mr3 on the first {in_volume}")

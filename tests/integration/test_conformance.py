@@ -213,8 +213,9 @@ def test_remove_refuses_while_attached(disks):
     name = disks.name()
     run("create", {"VOL_NAME": name, "VOL_SIZE": "8"}, check=True)
     run("attach", {"VOL_NAME": name}, check=True)
+    device = loop_devices_of(image_path(name))[0]
     result = run("remove", {"VOL_NAME": name}, check=False)
-    assert "attached" in result.stderr
+    assert f"in use on this node (loop device {device})" in result.stderr
     assert os.path.exists(image_path(name))
 
 

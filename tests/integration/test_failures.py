@@ -25,7 +25,8 @@ def test_missing_volume_is_named_in_the_error(disks):
 def test_unreachable_servers_are_named_in_the_error(disks):
     started = time.monotonic()
     result = run("attach", {"VOL_NAME": disks.name(), "EXTP_PORT": "24999",
-                            "EXTP_SERVERS": "127.0.0.1,127.0.0.2"}, check=False)
+                            "EXTP_SERVERS": "127.0.0.1,127.0.0.2",
+                            "GLUSTER_ALLOWED_SERVERS": "127.0.0.1:24999,127.0.0.2:24999"}, check=False)
     assert "127.0.0.1:24999" in result.stderr and "127.0.0.2:24999" in result.stderr
     assert "refused" in result.stderr
     assert time.monotonic() - started < 60

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))), "lib"))
 
-from ganeti_gluster import config, images, main as main_module, mount, request, servers, validate  # noqa: E402
+from ganeti_gluster import config, images, main as main_module, mount, procfs, request, servers, validate  # noqa: E402
 from ganeti_gluster.errors import BadInput, ProviderError  # noqa: E402
 from ganeti_gluster.location import Location  # noqa: E402
 from ganeti_gluster.runner import Result  # noqa: E402
@@ -371,8 +371,8 @@ def test_mountinfo_parsing_unescapes_and_takes_the_last_entry(tmp_path):
     info.write_text(
         "36 25 0:32 / /run/x\\040y rw - tmpfs tmpfs rw\n"
         "37 25 0:33 / /run/x\\040y rw shared:1 - fuse.glusterfs h:/gv0 rw,user_id=0\n")
-    assert mount.mount_entry("/run/x y", str(info)) == ("fuse.glusterfs", "h:/gv0")
-    assert mount.mount_entry("/run/other", str(info)) is None
+    assert procfs.mount_entry("/run/x y", str(info)) == ("fuse.glusterfs", "h:/gv0")
+    assert procfs.mount_entry("/run/other", str(info)) is None
 
 
 def test_a_failed_mount_names_each_unreachable_server(node_config, monkeypatch):
@@ -411,9 +411,10 @@ def test_backup_servers_are_the_others_once(node_config):
 # -- images on a local filesystem -------------------------------------------------------------
 
 def test_create_never_leaves_a_partial_disk_under_its_name(tmp_path, monkeypatch):
+    (tmp_path / "d").mkdir()
     path = str(tmp_path / "d" / "disk0")
 
-    def failing_extend(fd, start, end, preallocation, label):
+    def failing_extend(fd, path, start, end, preallocation, label):
         os.ftruncate(fd, 4096)
         raise ProviderError("disk full")
 

@@ -1,0 +1,108 @@
+"""Every scan of /proc: mounts, the glusterfs clients serving them, and who
+holds a file or device open. Nothing here touches a FUSE mount."""
+
+import os
+
+
+def _unescape(field):
+    # mountinfo escapes space, tab, newline and backslash as octal.
+    return field.encode().decode("unicode_escape") if "\\" in field else field
+
+
+def mount_entry(mount_point, mountinfo="/proc/self/mountinfo"):
+    """(fstype, source) of what is mounted at mount_point, or None."""
+    found = None
+    with open(mountinfo) as handle:
+        for line in handle:
+            fields = line.split()
+            if len(fields) < 10 or _unescape(fields[4]) != mount_point:
+                continue
+            rest = fields[fields.index("-") + 1:]
+            found = (rest[0], _unescape(rest[1]))
+    return found
+
+
+def mount_containing(path):
+    """The mount point under which `path` lies (the longest that matches)."""
+    best = "/"
+    with open("/proc/self/mountinfo") as handle:
+        for fields in map(str.split, handle):
+            point = _unescape(fields[4]) if len(fields) > 4 else "/"
+            if (path == point or path.startswith(point.rstrip("/") + "/")) and len(point) > len(best):
+                best = point
+    return best
+
+
+def mounts_of_device(dev_number):
+    """Mount points of the file systems on the device 'major:minor'."""
+    with open("/proc/self/mountinfo") as handle:
+        return [_unescape(fields[4]) for fields in map(str.split, handle)
+                if len(fields) > 4 and fields[2] == dev_number]
+
+
+def _pids():
+    return [int(entry) for entry in os.listdir("/proc") if entry.isdigit()]
+
+
+def _read(path, mode="r"):
+    try:
+        with open(path, mode) as handle:
+            return handle.read()
+    except OSError:
+        return None
+
+
+def command_name(pid):
+    return (_read(f"/proc/{pid}/comm") or "?").strip()
+
+
+def process_state(pid):
+    """The one-letter state of /proc/PID/stat (R, S, D, T, Z ...), or None."""
+    stat = _read(f"/proc/{pid}/stat")
+    return stat.rpartition(")")[2].split()[0] if stat else None
+
+
+def glusterfs_clients(mount_point):
+    """PIDs of the glusterfs client processes that serve mount_point."""
+    wanted = mount_point.encode()
+    found = []
+    for pid in _pids():
+        argv = (_read(f"/proc/{pid}/cmdline", "rb") or b"").split(b"\0")
+        if argv[0].endswith(b"glusterfs") and wanted in argv:
+            found.append(pid)
+    return found
+
+
+def describe_client(mount_point):
+    """How the glusterfs client of a mount is doing, in words, for a timeout."""
+    pids = glusterfs_clients(mount_point)
+    if not pids:
+        return "no glusterfs client process serves it any more"
+    words = {"T": "is stopped (SIGSTOP)", "t": "is stopped by a debugger",
+             "D": "is stuck in the kernel (uninterruptible)", "Z": "has exited"}
+    states = [f"pid {pid} {words.get(process_state(pid), 'is running but does not answer')}"
+              for pid in pids]
+    return "its glusterfs client " + ", ".join(states)
+
+
+def holders_of(path):
+    """'pid N (command)' of every other process with `path` open (a file or
+    a device node), as its descriptors name it."""
+    found = []
+    me = os.getpid()
+    for pid in _pids():
+        if pid == me:
+            continue
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if target == path or target == path + " (deleted)":
+                found.append(f"pid {pid} ({command_name(pid)})")
+                break
+    return found
