@@ -4,8 +4,8 @@ The volume is untrusted: other hosts write it. So nothing here follows a
 symbolic link: images are looked at with lstat, opened with O_NOFOLLOW, their
 xattrs read and written without following, and each directory between the
 mount and the images must be a real directory. Anything that is not a
-regular file is refused, naming the path. Every touch is bounded
-(watchdog): a hung client must not hang the script.
+regular file is refused, naming the path. Each public function here runs in
+the FUSE worker, within io_timeout: a hung client must not hang the script.
 
 A disk never appears under its final name half-made: it is built under a
 hidden temporary name and hard-linked into place, which fails rather than
@@ -19,7 +19,7 @@ import time
 
 from . import diag
 from .errors import ProviderError, TransientError
-from .watchdog import bounded, touching
+from .fuse_worker import heartbeat, isolated
 
 MIB = 1 << 20
 CHUNK = 4 * MIB
@@ -47,7 +47,7 @@ def _not_a_disk(path, info):
 
 def _lstat(path):
     try:
-        return bounded("looking at", path, os.lstat, path)
+        return os.lstat(path)
     except FileNotFoundError:
         return None
     except OSError as exc:
@@ -55,6 +55,7 @@ def _lstat(path):
         raise kind(f"cannot look at {path}: {exc.strerror}") from None
 
 
+@isolated("looking at")
 def stat_image(path):
     """lstat of the disk, or None if there is none; refuses anything but a
     regular file."""
@@ -64,6 +65,7 @@ def stat_image(path):
     return info
 
 
+@isolated("checking the directory")
 def check_directory(mount_point, directory, create=False):
     """Whether <mount_point>/<directory> exists, every step of it a real
     directory (a symlink there could lead anywhere on this node); with
@@ -76,7 +78,7 @@ def check_directory(mount_point, directory, create=False):
             if not create:
                 return False
             try:
-                bounded("making the directory", path, os.mkdir, path, 0o700)
+                os.mkdir(path, 0o700)
             except FileExistsError:
                 pass  # made by another node meanwhile: looked at below
             info = _lstat(path)
@@ -90,7 +92,7 @@ def check_directory(mount_point, directory, create=False):
 def _open_image(path, flags):
     """An fd of the regular file at `path`, never through a symlink."""
     try:
-        fd = bounded("opening", path, os.open, path, flags | _NOFOLLOW)
+        fd = os.open(path, flags | _NOFOLLOW)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise ProviderError(f"{path} is a symbolic link, not a disk image made by this "
@@ -106,7 +108,7 @@ def _open_image(path, flags):
 def _publish(temporary, path):
     """Moves a finished image into place without ever replacing one."""
     try:
-        bounded("publishing", path, os.link, temporary, path)
+        os.link(temporary, path)
     except FileExistsError:
         raise ProviderError(f"{path} appeared while it was being made; left it alone") from None
     finally:
@@ -115,7 +117,7 @@ def _publish(temporary, path):
 
 def _unlink_quietly(path):
     try:
-        bounded("removing", path, os.unlink, path)
+        os.unlink(path)
     except FileNotFoundError:
         pass
 
@@ -125,11 +127,10 @@ def _build(path, fill):
     temporary = partial_path(path)
     _unlink_quietly(temporary)  # left by an interrupted run on this disk
     # O_EXCL: a symlink put there meanwhile makes this fail, never followed
-    fd = bounded("creating", temporary, os.open, temporary,
-                 os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o600)
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o600)
     try:
         fill(fd)
-        bounded("syncing", temporary, os.fsync, fd)
+        os.fsync(fd)
     except BaseException:
         os.close(fd)
         _unlink_quietly(temporary)
@@ -138,6 +139,7 @@ def _build(path, fill):
     _publish(temporary, path)
 
 
+@isolated("creating")
 def create(path, size_bytes, preallocation):
     _build(path, lambda fd: _extend(fd, path, 0, size_bytes, preallocation, "creating"))
 
@@ -146,10 +148,10 @@ def _extend(fd, path, start, end, preallocation, label):
     """Makes the file [start, end) long, allocated as asked."""
     try:
         if preallocation == "falloc":
-            bounded("allocating", path, os.posix_fallocate, fd, start, end - start)
+            os.posix_fallocate(fd, start, end - start)
         elif preallocation == "full":
             _write_zeros(fd, path, start, end, label)
-        bounded("sizing", path, os.ftruncate, fd, end)
+        os.ftruncate(fd, end)
     except OSError as exc:
         raise ProviderError(f"{label} the image failed: {exc.strerror}") from None
 
@@ -158,11 +160,12 @@ def _write_zeros(fd, path, start, end, label):
     offset = start
     progress = diag.Progress(label, end - start)
     while offset < end:
-        offset += bounded("writing", path, os.pwrite, fd, _ZEROS[:min(CHUNK, end - offset)], offset)
+        offset += os.pwrite(fd, _ZEROS[:min(CHUNK, end - offset)], offset)
         progress.update(offset - start)
     progress.done()
 
 
+@isolated("growing")
 def grow(path, new_size_bytes, preallocation):
     fd = _open_image(path, os.O_WRONLY)
     try:
@@ -172,11 +175,12 @@ def grow(path, new_size_bytes, preallocation):
                                 f"{current // MIB} MiB to {new_size_bytes // MIB} MiB")
         if new_size_bytes > current:
             _extend(fd, path, current, new_size_bytes, preallocation, "growing")
-            bounded("syncing", path, os.fsync, fd)
+            os.fsync(fd)
     finally:
         os.close(fd)
 
 
+@isolated("snapshotting")
 def snapshot(source, target):
     """A copy of `source` as `target` in which holes stay holes."""
     fd = _open_image(source, os.O_RDONLY)
@@ -190,8 +194,7 @@ def snapshot(source, target):
 def copy_sparse(src_fd, dst_fd, size, path="the image"):
     progress = diag.Progress("copying", size)
     try:
-        with touching("finding the data in", path):
-            segments = list(_data_segments(src_fd, size))
+        segments = list(_data_segments(src_fd, size))
     except OSError as exc:
         if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOTSUP):
             raise
@@ -204,7 +207,7 @@ def copy_sparse(src_fd, dst_fd, size, path="the image"):
         # 0.165 s against 0.24 s for 64 MiB), and zero blocks stay holes.
         for start, end in segments:
             _copy_skipping_zeros(src_fd, dst_fd, start, end, buffer, progress, path)
-    bounded("sizing the copy of", path, os.ftruncate, dst_fd, size)
+    os.ftruncate(dst_fd, size)
     progress.update(size)  # the holes after the last data count as copied
     progress.done()
 
@@ -227,16 +230,16 @@ def _copy_skipping_zeros(src_fd, dst_fd, start, end, buffer, progress, path):
     view, zeros = memoryview(buffer), memoryview(_ZEROS)
     offset = start
     while offset < end:
-        with touching("copying", path):  # each chunk within the bound
-            count = os.preadv(src_fd, [view[:min(len(buffer), end - offset)]], offset)
-            if not count:
-                raise ProviderError("the source image shrank during the copy")
-            # bytearray against memoryview compares with memcmp; two memoryviews
-            # would compare byte by byte, 70 times slower on zeros
-            data = buffer if count == len(buffer) else buffer[:count]
-            if data != zeros[:count]:
-                _write_all(dst_fd, view[:count], offset)
+        count = os.preadv(src_fd, [view[:min(len(buffer), end - offset)]], offset)
+        if not count:
+            raise ProviderError("the source image shrank during the copy")
+        # bytearray against memoryview compares with memcmp; two memoryviews
+        # would compare byte by byte, 70 times slower on zeros
+        data = buffer if count == len(buffer) else buffer[:count]
+        if data != zeros[:count]:
+            _write_all(dst_fd, view[:count], offset)
         offset += count
+        heartbeat()
         if progress:
             progress.update(offset)
 
@@ -247,39 +250,45 @@ def _write_all(fd, data, offset):
         data, offset = data[written:], offset + written
 
 
+@isolated("removing")
 def remove(path):
     _unlink_quietly(partial_path(path))
     _unlink_quietly(path)
 
 
+@isolated("renaming")
 def rename(path, new_path):
     """Renames without ever replacing an existing disk. A rename cut short
     between its two steps left both names on one file: a second run finishes
-    it."""
+    it. Returns what it did."""
     try:
-        bounded("renaming", path, os.link, path, new_path)
+        os.link(path, new_path)
     except FileExistsError:
         old, new = stat_image(path), stat_image(new_path)
         if not (old and new and (old.st_dev, old.st_ino) == (new.st_dev, new.st_ino)):
             raise ProviderError(f"{os.path.basename(new_path)} already exists; not renaming "
                                 f"{os.path.basename(path)} over it") from None
-        diag.info(f"finishing an interrupted rename of {os.path.basename(path)}")
-    bounded("renaming", path, os.unlink, path)
+        os.unlink(path)
+        return "finished an interrupted rename"
+    os.unlink(path)
+    return "renamed"
 
 
 # -- xattrs, never through a symlink (user.* xattrs cannot be set on one) -----
 
-def _xattr(what, path, function, *args):
-    return bounded(what, path, lambda: function(path, *args, follow_symlinks=False))
+def _xattr(function, path, *args):
+    return function(path, *args, follow_symlinks=False)
 
 
+@isolated("setting metadata on")
 def set_metadata(path, value):
-    _xattr("setting metadata on", path, os.setxattr, METADATA_XATTR, value.encode())
+    _xattr(os.setxattr, path, METADATA_XATTR, value.encode())
 
 
+@isolated("reading metadata of")
 def get_metadata(path):
     try:
-        return _xattr("reading metadata of", path, os.getxattr, METADATA_XATTR).decode()
+        return _xattr(os.getxattr, path, METADATA_XATTR).decode()
     except OSError as exc:
         if exc.errno == errno.ENODATA:
             return None
@@ -288,13 +297,14 @@ def get_metadata(path):
 
 # -- open records: which node holds the disk open, and how -------------------
 
+@isolated("reading the open records of")
 def open_records(path):
     """{node: (mode, since)} for every node that recorded an open."""
     records = {}
-    for name in _xattr("listing the open records of", path, os.listxattr):
+    for name in _xattr(os.listxattr, path):
         if name.startswith(OPEN_XATTR_PREFIX):
             try:
-                value = _xattr("reading the open records of", path, os.getxattr, name)
+                value = _xattr(os.getxattr, path, name)
             except OSError:
                 continue  # removed meanwhile
             mode, _, since = value.decode(errors="replace").partition(" ")
@@ -302,14 +312,16 @@ def open_records(path):
     return records
 
 
+@isolated("recording an open of")
 def record_open(path, node, exclusive):
     value = f"{'exclusive' if exclusive else 'shared'} {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}"
-    _xattr("recording the open of", path, os.setxattr, OPEN_XATTR_PREFIX + node, value.encode())
+    _xattr(os.setxattr, path, OPEN_XATTR_PREFIX + node, value.encode())
 
 
+@isolated("forgetting an open of")
 def forget_open(path, node):
     try:
-        _xattr("forgetting the open of", path, os.removexattr, OPEN_XATTR_PREFIX + node)
+        _xattr(os.removexattr, path, OPEN_XATTR_PREFIX + node)
     except OSError as exc:
         if exc.errno not in (errno.ENODATA, errno.ENOENT):
             raise

@@ -86,6 +86,8 @@ def run(action, args):
 
 def _execute(action, args, environ, runner):
     """(exit code, stdout lines, failure reason or None, settings or None)."""
+    from . import fuse_worker
+
     settings = None
     try:
         from . import config, operations, request
@@ -94,7 +96,7 @@ def _execute(action, args, environ, runner):
         settings = config.load(req.params, environ, req.pool,
                                strict=action in request.CREATING_ACTIONS)
         diag.configure(f"gluster {action}", settings.debug or diag.debugging())
-        _bound_every_touch(settings, action, environ)
+        fuse_worker.configure(settings.io_timeout)
         lines = operations.SCRIPTS[action](req, settings, runner or Runner(), list(args))
         return 0, lines, None, settings
     except ProviderError as exc:
@@ -106,15 +108,8 @@ def _execute(action, args, environ, runner):
 
         traceback.print_exc(file=sys.stderr)
         return EXIT_FAILURE, [], f"internal error: {type(exc).__name__}: {exc}", settings
-
-
-def _bound_every_touch(settings, action, environ):
-    """A touch of the mount that outlasts io_timeout ends the script, logged."""
-    from . import watchdog
-
-    started = time.monotonic()
-    watchdog.configure(settings.io_timeout, lambda reason: _log_call(
-        settings, action, environ, EXIT_FAILURE, [], reason, time.monotonic() - started))
+    finally:
+        fuse_worker.configure(None)  # the worker ends with the script's work
 
 
 _LOGGED_VARIABLES = ("VOL_", "EXTP_", "LOGICAL_ID", "INSTANCE_NAME", "DISK_", "POOL", "NEW_INSTANCE_NAME")

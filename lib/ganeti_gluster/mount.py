@@ -11,7 +11,7 @@ is verified by a bounded stat of its root and in /proc/self/mountinfo; when
 it fails we find out why (server unreachable? volume missing or stopped?)
 and say so. A dead mount (its client process is gone: every access fails
 with ENOTCONN) is replaced when nothing uses it. Every touch of the mount is
-bounded (watchdog), since a hung client makes it wait for ever.
+bounded (fuse_worker), since a hung client makes it wait for ever.
 """
 
 import errno
@@ -20,8 +20,8 @@ import time
 
 from . import diag, loopdev, procfs, retry, servers, unmount_timer
 from .errors import ProviderError, TransientError
+from .fuse_worker import isolated
 from .locks import Lock
-from .watchdog import bounded
 
 MOUNT_ATTEMPTS = 3
 RETRY_PAUSE_SECONDS = 1.0
@@ -79,7 +79,7 @@ class VolumeMount:
         try:
             # statfs always reaches the client process; a stat of the mount
             # root can be answered from the kernel's cache of a dead mount.
-            bounded("looking at the mount", self.path, os.statvfs, self.path)
+            _statvfs(self.path)
         except OSError as exc:
             if exc.errno not in (errno.ENOTCONN, errno.EIO, errno.ECONNABORTED):
                 raise ProviderError(f"cannot access mount {self.path}: {exc.strerror}") from None
@@ -155,11 +155,10 @@ class VolumeMount:
         graph = os.path.join(self.path, ".meta", "graphs", "active")
         option = os.path.join(graph, f"{self.volume}-write-behind", "options", "strict-O_DIRECT")
         try:
-            value = bounded("reading the client graph", self.path, _read_small, option)
+            value = _graph_option(option)
+            if value is None:
+                return not _is_directory(os.path.join(graph, f"{self.volume}-write-behind"))
             return value.strip() in ("on", "yes", "true", "enable", "1")
-        except FileNotFoundError:
-            return not bounded("reading the client graph", self.path, os.path.isdir,
-                               os.path.join(graph, f"{self.volume}-write-behind"))
         except OSError as exc:
             raise ProviderError(f"cannot read the client graph of volume {self.volume}: "
                                 f"{exc.strerror}") from None
@@ -169,7 +168,7 @@ class VolumeMount:
         (the bricks' own figures ignore reserved blocks)."""
         self.acquire()
         try:
-            stats = bounded("measuring free space", self.path, os.statvfs, self.path)
+            stats = _statvfs(self.path)
         finally:
             self.release(unmount_if_unused=True)
         return stats.f_bavail * stats.f_frsize, stats.f_blocks * stats.f_frsize
@@ -287,6 +286,21 @@ class VolumeMount:
             pass
 
 
-def _read_small(path):
-    with open(path) as handle:
-        return handle.read(4096)
+@isolated("looking at the mount")
+def _statvfs(path):
+    return os.statvfs(path)
+
+
+@isolated("reading the client graph")
+def _graph_option(path):
+    """An option's value in the client's .meta graph; None if it has none."""
+    try:
+        with open(path) as handle:
+            return handle.read(4096)
+    except FileNotFoundError:
+        return None
+
+
+@isolated("reading the client graph")
+def _is_directory(path):
+    return os.path.isdir(path)

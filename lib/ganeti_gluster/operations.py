@@ -117,7 +117,7 @@ def create(request, settings, runner, args):
                                     "left it alone")
             diag.info(f"disk {disk.name} already exists with {request.size_mib} MiB")
         else:
-            images.check_directory(disk.mount.path, disk.location.directory, create=True)
+            images.check_directory(disk.mount.path, disk.location.directory, True)  # creating it
             images.create(disk.path, size, settings.preallocation)
             diag.debug(f"created {disk.path} ({request.size_mib} MiB, {settings.preallocation})")
     return _result_for_design(request, [], [disk.location.uri])
@@ -331,7 +331,7 @@ def rename(request, settings, runner, args):
             if device:
                 raise ProviderError(f"disk {disk.name} is attached as {device} on this node; "
                                     "detach it before renaming")
-            images.rename(disk.path, target.path)
+            diag.debug(f"{images.rename(disk.path, target.path)} {disk.name} to {new_name}")
     return [target.location.uri]
 
 
