@@ -11,7 +11,7 @@ import os
 import sys
 import time
 
-from . import config, diag, gluster_cli, health, images, loopdev, servers, validate
+from . import config, diag, gluster_cli, health, images, loopdev, open_records, servers, validate
 from .errors import ProviderError
 from .location import Location
 from .mount import VolumeMount
@@ -134,7 +134,7 @@ def _disks(ctx):
                 "name": name, "size": info.st_size, "allocated": info.st_blocks * 512,
                 "instance": metadata.split("+", 1)[1] if metadata.startswith("originstname+") else None,
                 "metadata": metadata or None,
-                "open": {node: mode for node, (mode, _) in images.open_records(image).items()},
+                "open": {node: mode for node, (mode, _) in open_records.read(image).items()},
                 "device": loopdev.find(image, info), "snapshots": [],
             }
         for name, disk in disks.items():

@@ -27,7 +27,7 @@ _FRAME = struct.Struct("=I")
 _HEARTBEAT_SECONDS = 0.5
 _ERRORS = {cls.__name__: cls for cls in (ProviderError, BadInput, TransientError)}
 
-_registry = {}          # "module.function" -> function, filled at import time
+_registry = {}          # "module:function" -> function, filled at import time
 _seconds = None         # io_timeout; None: run in-process
 _worker = None          # (pid, request fd, reply fd) of this process's worker
 _in_worker = False
@@ -45,7 +45,7 @@ def isolated(what):
     """Marks a function whose first argument is a path on a FUSE mount (called
     with positional arguments only: they cross to the worker as a tuple)."""
     def mark(function):
-        key = f"{function.__module__}.{function.__qualname__}"
+        key = f"{function.__module__}:{function.__qualname__}"
         _registry[key] = function
 
         def call(*args):
@@ -190,6 +190,8 @@ def _serve(request_fd, reply_fd):
 
 def _answer(key, args):
     try:
+        if key not in _registry:  # its module was imported after the fork
+            __import__(key.partition(":")[0])
         return ("ok", _encode(_registry[key](*args)))
     except OSError as exc:
         return ("err", "OSError", (exc.errno, exc.strerror, exc.filename))

@@ -15,7 +15,6 @@ replace a disk that appeared meanwhile.
 import errno
 import os
 import stat
-import time
 
 from . import diag
 from .errors import ProviderError, TransientError
@@ -29,7 +28,6 @@ _ZEROS = bytes(CHUNK)
 COPY_CHUNK = 1 * MIB
 XATTR_PREFIX = "user.ganeti-gluster."
 METADATA_XATTR = XATTR_PREFIX + "metadata"
-OPEN_XATTR_PREFIX = XATTR_PREFIX + "open."
 _NOFOLLOW = os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -276,52 +274,21 @@ def rename(path, new_path):
 
 # -- xattrs, never through a symlink (user.* xattrs cannot be set on one) -----
 
-def _xattr(function, path, *args):
+def xattr(function, path, *args):
+    """An xattr call on `path` itself, never through a symlink."""
     return function(path, *args, follow_symlinks=False)
 
 
 @isolated("setting metadata on")
 def set_metadata(path, value):
-    _xattr(os.setxattr, path, METADATA_XATTR, value.encode())
+    xattr(os.setxattr, path, METADATA_XATTR, value.encode())
 
 
 @isolated("reading metadata of")
 def get_metadata(path):
     try:
-        return _xattr(os.getxattr, path, METADATA_XATTR).decode()
+        return xattr(os.getxattr, path, METADATA_XATTR).decode()
     except OSError as exc:
         if exc.errno == errno.ENODATA:
             return None
         raise
-
-
-# -- open records: which node holds the disk open, and how -------------------
-
-@isolated("reading the open records of")
-def open_records(path):
-    """{node: (mode, since)} for every node that recorded an open."""
-    records = {}
-    for name in _xattr(os.listxattr, path):
-        if name.startswith(OPEN_XATTR_PREFIX):
-            try:
-                value = _xattr(os.getxattr, path, name)
-            except OSError:
-                continue  # removed meanwhile
-            mode, _, since = value.decode(errors="replace").partition(" ")
-            records[name[len(OPEN_XATTR_PREFIX):]] = (mode, since)
-    return records
-
-
-@isolated("recording an open of")
-def record_open(path, node, exclusive):
-    value = f"{'exclusive' if exclusive else 'shared'} {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}"
-    _xattr(os.setxattr, path, OPEN_XATTR_PREFIX + node, value.encode())
-
-
-@isolated("forgetting an open of")
-def forget_open(path, node):
-    try:
-        _xattr(os.removexattr, path, OPEN_XATTR_PREFIX + node)
-    except OSError as exc:
-        if exc.errno not in (errno.ENODATA, errno.ENOENT):
-            raise

@@ -10,90 +10,15 @@ import os
 import stat
 import sys
 
-from . import diag, images, loopdev, procfs, retry
+from . import diag, images, loopdev, open_records, procfs, retry
+from .disk import Disk, Using
 from .errors import BadInput, ProviderError, TransientError
-from .location import Location
 from .locks import Lock
-from .mount import VolumeMount
 from .request import DESIGN, design_disk_name
 
 MIB = images.MIB
 QEMU_GLUSTER_DRIVERS = (f"/usr/lib/{getattr(sys.implementation, '_multiarch', '')}/qemu/block-gluster.so",
                         "/usr/lib/qemu/block-gluster.so")
-
-
-class Disk:
-    """One disk of one request: where it lives, its mount, its lock."""
-
-    def __init__(self, request, settings, runner, name=None):
-        self.settings = settings
-        if request.logical_id is not None:
-            location = request.logical_id
-        else:
-            location = Location(settings.require("servers")[0], settings.port,
-                                settings.require("volume"), settings.dir, request.name)
-        self.location = location.renamed(name) if name else location
-        self.mount = VolumeMount(settings, runner, self.location.host, self.location.port,
-                                 self.location.volume)
-        settings.check_allowed(self.mount.servers, self.location.port)
-        self.path = self.location.image_path(self.mount.path)
-        self.lock = Lock(os.path.join(settings.mount_base, ".locks", "disks", self.mount.key,
-                                      self.location.directory, self.location.name + ".lock"),
-                         f"disk {self.location.name}", settings.lock_timeout)
-
-    @property
-    def name(self):
-        return self.location.name
-
-    def stat(self):
-        """lstat of the image, None if there is none; refuses a symlink or
-        anything else that is not a regular file, in the image or on the way."""
-        if not images.check_directory(self.mount.path, self.location.directory):
-            return None
-        return images.stat_image(self.path)
-
-    def require(self):
-        info = self.stat()
-        if info is None:
-            raise ProviderError(f"disk {self.name} does not exist on volume "
-                                f"{self.location.volume} (no {self.path})")
-        return info
-
-    def loop_device(self, info, expected=None):
-        """The disk's loop device on this node, or None. The device found
-        last is noted in the disk's lock file when the lock is held, and
-        looked at first next time (or `expected`, if given)."""
-        noted = None
-        if self.lock.fd is not None:
-            noted = os.pread(self.lock.fd, 64, 0).decode(errors="replace").strip()
-            noted = noted if noted.startswith("/dev/loop") and noted[9:].isdigit() else None
-        device = loopdev.find(self.path, info, hint=expected or noted)
-        if device and device != noted and self.lock.fd is not None:
-            note = device.encode() + b"\n"
-            os.pwrite(self.lock.fd, note, 0)
-            os.ftruncate(self.lock.fd, len(note))
-        return device
-
-
-class _Using:
-    """Holds a disk's volume mounted and the disk locked for a with-block."""
-
-    def __init__(self, disk, unmount_after=False):
-        self.disk = disk
-        self.unmount_after = unmount_after
-
-    def __enter__(self):
-        self.disk.mount.acquire()
-        try:
-            self.disk.lock.acquire()
-        except BaseException:
-            self.disk.mount.release()
-            raise
-        return self.disk
-
-    def __exit__(self, *exc):
-        self.disk.lock.release()
-        self.disk.mount.release(unmount_if_unused=self.unmount_after)
 
 
 def _result_for_design(request, lines_ganeti, lines_design):
@@ -108,7 +33,7 @@ def create(request, settings, runner, args):
     with the same size succeeds; any other existing file is an error."""
     disk = Disk(request, settings, runner)
     size = request.size_mib * MIB
-    with _Using(disk):
+    with Using(disk):
         existing = disk.stat()
         if existing is not None:
             if existing.st_size != size:
@@ -141,7 +66,7 @@ def attach(request, settings, runner, args):
 
 
 def _map(disk, runner):
-    with _Using(disk):
+    with Using(disk):
         _refuse_unsafe_volume(disk)
         info = disk.require()
         device = disk.loop_device(info)
@@ -199,7 +124,7 @@ def detach(request, settings, runner, args):
                 loopdev.detach(device, disk.path, runner)
                 diag.debug(f"detached {device} from {disk.path}")
             if info:
-                images.forget_open(disk.path, settings.node_name)
+                open_records.forget(disk.path, settings.node_name)
     finally:
         disk.mount.release(unmount_if_unused=True)
     return []
@@ -210,7 +135,7 @@ def remove(request, settings, runner, args):
     anything on this node uses the image: a loop device (one marked to
     detach at its last close too) or a process that has it open."""
     disk = Disk(request, settings, runner)
-    with _Using(disk, unmount_after=True):
+    with Using(disk, unmount_after=True):
         info = disk.stat()
         if info is None:
             diag.info(f"disk {disk.name} is already gone")
@@ -222,7 +147,7 @@ def remove(request, settings, runner, args):
             raise ProviderError(f"disk {disk.name} is in use on this node ({', '.join(users)}); "
                                 "detach it first")
         images.remove(disk.path)
-        disk.lock.remove_file()
+        disk.forget_local_state()
     return []
 
 
@@ -232,7 +157,7 @@ def grow(request, settings, runner, args):
     the new size before this returns."""
     disk = Disk(request, settings, runner)
     new_size = request.new_size_mib * MIB
-    with _Using(disk):
+    with Using(disk):
         info = disk.require()
         if request.size_mib is not None and info.st_size != request.size_mib * MIB:
             diag.debug(f"VOL_SIZE is {request.size_mib} MiB but the image has "
@@ -253,7 +178,7 @@ resize = grow
 def setinfo(request, settings, runner, args):
     """Stores VOL_METADATA with the image (xattr user.ganeti-gluster.metadata)."""
     disk = Disk(request, settings, runner)
-    with _Using(disk):
+    with Using(disk):
         disk.require()
         images.set_metadata(disk.path, request.metadata)
     return []
@@ -266,9 +191,9 @@ def open(request, settings, runner, args):  # noqa: A001 - the script's name
     strict_open it is refused instead."""
     disk = Disk(request, settings, runner)
     node = settings.node_name
-    with _Using(disk):
+    with Using(disk):
         disk.require()
-        others = {n: r for n, r in images.open_records(disk.path).items() if n != node}
+        others = {n: r for n, r in open_records.read(disk.path).items() if n != node}
         conflicts = {n: r for n, r in others.items()
                      if request.open_exclusive or r[0] == "exclusive"}
         if conflicts:
@@ -278,17 +203,17 @@ def open(request, settings, runner, args):  # noqa: A001 - the script's name
                                     "here too (strict_open is set)")
             diag.warn(f"disk {disk.name} was open on {holders}; taking it over")
             for other in conflicts:
-                images.forget_open(disk.path, other)
-        images.record_open(disk.path, node, request.open_exclusive)
+                open_records.forget(disk.path, other)
+        open_records.record(disk.path, node, request.open_exclusive)
     return []
 
 
 def close(request, settings, runner, args):
     """Forgets this node's open of the disk; closing what was never opened is fine."""
     disk = Disk(request, settings, runner)
-    with _Using(disk):
+    with Using(disk):
         if disk.stat() is not None:
-            images.forget_open(disk.path, settings.node_name)
+            open_records.forget(disk.path, settings.node_name)
     return []
 
 
@@ -297,7 +222,7 @@ def snapshot(request, settings, runner, args):
     ordinary disk afterwards. Never replaces an existing disk."""
     disk = Disk(request, settings, runner)
     target = Disk(request, settings, runner, name=request.snapshot_name)
-    with _Using(disk):
+    with Using(disk):
         with target.lock.acquire():
             disk.require()
             if target.stat() is not None:
@@ -321,7 +246,7 @@ def rename(request, settings, runner, args):
     target = Disk(request, settings, runner, name=new_name)
     if new_name == disk.name:
         return [disk.location.uri]
-    with _Using(disk):
+    with Using(disk):
         with target.lock.acquire():
             if disk.stat() is None and target.stat() is not None:
                 diag.info(f"disk {disk.name} was renamed to {new_name} already")

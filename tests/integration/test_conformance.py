@@ -161,23 +161,23 @@ def test_attach_is_idempotent_and_keeps_one_loop_device(disks):
 
 
 @pytest.mark.parametrize("note", ["other disk's device", "garbage", "missing device"])
-def test_attach_finds_its_device_whatever_its_lock_file_notes(disks, note):
-    """A warm attach looks first at the device noted in the disk's lock file;
+def test_attach_finds_its_device_whatever_its_device_note_says(disks, note):
+    """A warm attach looks first at the device noted beside the disk's lock;
     a wrong note must neither be believed nor stop the disk being found."""
     name, other = disks.name(), disks.name()
     devices = {}
     for disk in (name, other):
         run("create", {"VOL_NAME": disk, "VOL_SIZE": "8"}, check=True)
         devices[disk] = run("attach", {"VOL_NAME": disk}, check=True).stdout.split("\n")[0]
-    lock_file = os.path.join(MOUNT_BASE, ".locks", "disks", "gv0", "ganeti", name + ".lock")
-    with open(lock_file) as handle:
+    note_file = os.path.join(MOUNT_BASE, ".locks", "disks", "gv0", "ganeti", name + ".device")
+    with open(note_file) as handle:
         assert handle.read() == devices[name] + "\n"
     wrong = {"other disk's device": devices[other], "garbage": "../../etc/passwd",
              "missing device": "/dev/loop99999"}[note]
-    with open(lock_file, "w") as handle:
+    with open(note_file, "w") as handle:
         handle.write(wrong + "\n")
     assert run("attach", {"VOL_NAME": name}, check=True).stdout.split("\n")[0] == devices[name]
-    with open(lock_file) as handle:
+    with open(note_file) as handle:
         assert handle.read() == devices[name] + "\n"
     assert loop_devices_of(image_path(name)) == [devices[name]]
 

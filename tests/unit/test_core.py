@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))), "lib"))
 
-from ganeti_gluster import config, images, main as main_module, mount, procfs, request, servers, validate  # noqa: E402
+from ganeti_gluster import config, config_file, images, main as main_module, mount, open_records, procfs, request, servers, validate  # noqa: E402
 from ganeti_gluster.errors import BadInput, ProviderError  # noqa: E402
 from ganeti_gluster.location import Location  # noqa: E402
 from ganeti_gluster.runner import Result  # noqa: E402
@@ -43,7 +43,7 @@ def node_config(tmp_path, monkeypatch):
                     "GLUSTER_POOL_FAST_VOLUME=ssd\nGLUSTER_POOL_FAST_PREALLOCATION=falloc\n"
                     "GLUSTER_CALL_LOG=\n")
     path.chmod(0o600)
-    monkeypatch.setattr(config, "CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(config_file, "CACHE_DIR", str(tmp_path / "cache"))
     return str(path)
 
 
@@ -275,7 +275,7 @@ def test_node_settings_never_come_from_a_disk(node_config):
 
 
 def test_unknown_key_in_the_file_is_refused(tmp_path, monkeypatch):
-    monkeypatch.setattr(config, "CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(config_file, "CACHE_DIR", str(tmp_path / "cache"))
     path = tmp_path / "bad.env"
     path.write_text("GLUSTER_VOLUME=x\nVOLUME=y\n")
     path.chmod(0o600)
@@ -471,13 +471,13 @@ def test_sparse_copy_skips_written_zeros_and_keeps_an_unaligned_tail(tmp_path):
 def test_open_records_set_list_forget(tmp_path):
     path = str(tmp_path / "disk0")
     images.create(path, 1 << 20, "sparse")
-    images.record_open(path, "node1", True)
-    images.record_open(path, "node2", False)
-    assert {n: m for n, (m, _) in images.open_records(path).items()} == {"node1": "exclusive",
+    open_records.record(path, "node1", True)
+    open_records.record(path, "node2", False)
+    assert {n: m for n, (m, _) in open_records.read(path).items()} == {"node1": "exclusive",
                                                                       "node2": "shared"}
-    images.forget_open(path, "node1")
-    images.forget_open(path, "node1")
-    assert list(images.open_records(path)) == ["node2"]
+    open_records.forget(path, "node1")
+    open_records.forget(path, "node1")
+    assert list(open_records.read(path)) == ["node2"]
 
 
 # -- ganeti-gluster join's queue --------------------------------------------------------------
