@@ -92,7 +92,7 @@ class Settings(Record):
     lock_timeout: float
     command_timeout: float
     io_timeout: float
-    allowed_servers: tuple     # (host, port or None) a disk may name; empty: the configured ones
+    allowed_servers: tuple     # (host, port or None) a disk may name besides the configured ones
     node_servers: tuple        # GLUSTER_SERVERS and GLUSTER_PORT: the node's own cluster
     node_port: int
     configured_servers: frozenset  # (host, port) of the node's servers and every pool's
@@ -111,18 +111,15 @@ class Settings(Record):
 
     def check_allowed(self, hosts, port):
         """A disk may make this node's glusterfs client talk only to servers
-        the node's configuration names: GLUSTER_ALLOWED_SERVERS, or else
-        the configured servers of the node and of its pools."""
-        if self.allowed_servers:
-            allowed = {(h, p if p is not None else self.node_port) for h, p in self.allowed_servers}
-            source = f"GLUSTER_ALLOWED_SERVERS in {self.config_path}"
-        else:
-            allowed = self.configured_servers
-            source = f"the servers configured in {self.config_path} (GLUSTER_SERVERS, pools)"
+        the node's configuration names: those of the node and its pools, and
+        any listed in GLUSTER_ALLOWED_SERVERS."""
+        allowed = self.configured_servers | {
+            (h, p if p is not None else self.node_port) for h, p in self.allowed_servers or ()}
         for host in hosts:
             if (host, port) not in allowed:
-                raise BadInput(f"server {host}:{port} is not allowed on this node: not among {source}; "
-                               "add it to GLUSTER_ALLOWED_SERVERS to allow disks there")
+                raise BadInput(f"server {host}:{port} is not allowed on this node: a disk may name "
+                               f"only the servers configured in {self.config_path} (GLUSTER_SERVERS, "
+                               "GLUSTER_POOL_*_SERVERS) or listed in GLUSTER_ALLOWED_SERVERS")
 
     def require(self, name):
         """A disk setting that has no default: its value, or how to set it."""

@@ -170,6 +170,13 @@ def detach(device, image_path, runner):
         time.sleep(0.05)
 
 
+def require_block_device(device):
+    import stat
+
+    if not stat.S_ISBLK(os.stat(device).st_mode):
+        raise ProviderError(f"{device} is not a block device")
+
+
 def size_bytes(device):
     sectors = _read(f"{_SYS_BLOCK}/{os.path.basename(device)}/size")
     return int(sectors) * 512 if sectors else None

@@ -7,7 +7,6 @@ for its dialect, asks of the script, and what this provider adds.
 """
 
 import os
-import stat
 import sys
 
 from . import diag, images, loopdev, open_records, procfs, retry
@@ -57,8 +56,7 @@ def attach(request, settings, runner, args):
     # attach must outlast short outages rather than fail at the first one.
     device = retry.bounded(lambda: _map(disk, runner), TransientError, settings.mount_timeout, 1.0,
                            what=f"attaching disk {disk.name}")
-    if not stat.S_ISBLK(os.stat(device).st_mode):
-        raise ProviderError(f"{device} is not a block device")
+    loopdev.require_block_device(device)
     lines = [device]
     if _userspace_available(settings):
         lines.append(f"kvm:{disk.location.uri}")
