@@ -63,19 +63,25 @@ def _detaching(device):
     return _read(f"{_SYS_BLOCK}/{os.path.basename(device)}/loop/autoclear") == "1"
 
 
-def _backs(name, image_path, image_stat):
+def _backs(name, image_path, image_stat, mount_point=None):
+    """Whether loop device `name` is backed by this very image: its path and
+    inode. A device set up through a mount that was since lazily unmounted
+    (umount -l, or a remount) shows its path from that mount's root."""
     backing = _read(f"{_SYS_BLOCK}/{name}/loop/backing_file")
-    return backing is not None and backing.removesuffix(" (deleted)") == image_path \
-        and _backing_inode("/dev/" + name) == image_stat.st_ino
+    if backing is None:
+        return False
+    backing = backing.removesuffix(" (deleted)")
+    paths = (image_path, image_path[len(mount_point):]) if mount_point else (image_path,)
+    return backing in paths and _backing_inode("/dev/" + name) == image_stat.st_ino
 
 
-def find(image_path, image_stat, hint=None):
+def find(image_path, image_stat, hint=None, mount_point=None):
     """The loop device backed by this very file, or None; one that is being
     detached does not count. `hint`, a device that was backed by it before,
     is looked at first: the scan reads every bound device's backing file,
     and 200 bound devices made a warm attach 25% slower."""
     def usable(name):
-        return _backs(name, image_path, image_stat) and not _detaching("/dev/" + name)
+        return _backs(name, image_path, image_stat, mount_point) and not _detaching("/dev/" + name)
 
     if hint and usable(os.path.basename(hint)):
         return hint
@@ -85,9 +91,10 @@ def find(image_path, image_stat, hint=None):
     return None
 
 
-def all_of(image_path, image_stat):
+def all_of(image_path, image_stat, mount_point=None):
     """Every loop device backed by this file, those being detached too."""
-    return ["/dev/" + name for name in _sized_loop_devices() if _backs(name, image_path, image_stat)]
+    return ["/dev/" + name for name in _sized_loop_devices()
+            if _backs(name, image_path, image_stat, mount_point)]
 
 
 def _sized_loop_devices():

@@ -139,7 +139,7 @@ def remove(request, settings, runner, args):
             diag.info(f"disk {disk.name} is already gone")
             images.remove(disk.path)  # an interrupted create's leftovers
             return []
-        users = [f"loop device {device}" for device in loopdev.all_of(disk.path, info)]
+        users = [f"loop device {device}" for device in loopdev.all_of(disk.path, info, disk.mount.path)]
         users += procfs.holders_of(disk.path)
         if users:
             raise ProviderError(f"disk {disk.name} is in use on this node ({', '.join(users)}); "

@@ -206,6 +206,21 @@ def test_attach_from_another_mount_namespace_reuses_the_loop_device(disks):
     assert loop_devices_of(image_path(name)) == [device]
 
 
+def test_attach_after_the_mount_was_lazily_unmounted_reuses_the_loop_device(disks):
+    name = disks.name()
+    run("create", {"VOL_NAME": name, "VOL_SIZE": "8"}, check=True)
+    device = run("attach", {"VOL_NAME": name}, check=True).stdout.split("\n")[0]
+    # The device keeps the old client alive; its backing path is now relative to that mount.
+    subprocess.run(["umount", "--lazy", GV0], check=True)
+    assert run("attach", {"VOL_NAME": name}, check=True).stdout.split("\n")[0] == device
+    backing = open(f"/sys/block/{os.path.basename(device)}/loop/backing_file").read().strip()
+    assert backing == f"/ganeti/{name}"
+    assert loop_devices_of(image_path(name)) == []  # no second device on the new mount
+    run("detach", {"VOL_NAME": name}, check=True)
+    assert not os.path.exists(f"/sys/block/{os.path.basename(device)}/loop/backing_file") or \
+        open(f"/sys/block/{os.path.basename(device)}/loop/backing_file").read().strip() != backing
+
+
 # -- crash windows ------------------------------------------------------------------------------
 
 def test_a_rename_cut_short_between_its_steps_finishes_when_run_again(disks):
