@@ -1,3 +1,3 @@
 """GlusterFS ExtStorage provider for Ganeti."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
