@@ -43,6 +43,7 @@ VALID = {
     "resize": {"LOGICAL_ID": LID, "DISK_SIZE": "16"},
     "rename": {"LOGICAL_ID": LID, "NEW_INSTANCE_NAME": "other.example.com"},
 }
+CREATING = ("create", "snapshot")
 DESIGN_CREATE = {"INSTANCE_NAME": "prop.example.com", "DISK_INDEX": "0", "DISK_SIZE": "8"}
 SIZE_VARIABLES = ("VOL_SIZE", "VOL_NEW_SIZE", "DISK_SIZE", "VOL_SNAPSHOT_SIZE")
 NAME_VARIABLES = ("VOL_NAME", "VOL_SNAPSHOT_NAME")
@@ -111,7 +112,6 @@ def mutations(action, base):
     design = "LOGICAL_ID" in base or "INSTANCE_NAME" in base
     choices = [
         st.tuples(st.just("set"), injections),
-        st.tuples(st.just("set"), st.tuples(unknown_parameters, st.just("1"))),
         st.tuples(st.just("set"), st.tuples(unknown_settings, st.just("1"))),
         st.tuples(st.just("set"), st.tuples(
             st.sampled_from(["VOL_NAME", "VOL_SIZE"] if design
@@ -121,6 +121,8 @@ def mutations(action, base):
             st.sampled_from(sorted(base) or ["VOL_NAME"]),
             st.integers(1025, 5000).map(lambda n: "7" * n))),  # overlong
     ]
+    if action in CREATING:  # the others only warn: a parameter added later must not stop them
+        choices.append(st.tuples(st.just("set"), st.tuples(unknown_parameters, st.just("1"))))
     names = [v for v in NAME_VARIABLES + ("INSTANCE_NAME", "NEW_INSTANCE_NAME") if v in base]
     if names:
         choices.append(st.tuples(st.just("set"), st.tuples(st.sampled_from(names), bad_names)))
@@ -210,6 +212,21 @@ def test_generated_bad_environments_are_refused_cleanly(environment, action):
     @given(bad_environments(action))
     def property(env):
         check_refused(action, env)
+
+    property()
+    assert world() == environment
+
+
+@pytest.mark.parametrize("action", ["detach", "remove", "close"])
+def test_releasing_scripts_warn_about_unknown_parameters_and_go_on(environment, action):
+    @settings(max_examples=50, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @given(unknown_parameters, text.filter(lambda t: "\x00" not in t))
+    def property(name, value):
+        code, out, err = call(action, {**VALID[action], name: value})
+        assert code == 0 and out == "", err  # the disk does not exist: already released
+        warnings = [line for line in err.splitlines() if "unknown disk parameter" in line]
+        assert len(warnings) == 1 and f"{name[5:].lower()!r}" in warnings[0], err
+        assert warnings[0].endswith("ignored") and ": error: " not in err
 
     property()
     assert world() == environment
