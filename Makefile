@@ -2,7 +2,7 @@
 PYTHON := /usr/bin/python3
 HARNESS := $(PYTHON) tests/harness/local_gluster.py
 
-.PHONY: deps test unit demo faults e2e bench bench-quick deb deb-test gluster-up gluster-down
+.PHONY: deps test unit docs demo faults e2e bench bench-quick deb deb-test gluster-up gluster-down
 
 deps:
 	tests/harness/install-deps
@@ -12,6 +12,10 @@ test: deps
 
 unit: deps
 	$(PYTHON) -m pytest -q -p no:cacheprovider tests/unit
+
+# README.md's example output, from a run against the private GlusterFS
+docs: deps
+	$(PYTHON) tests/docs/generate
 
 demo: deps
 	tests/harness/demo

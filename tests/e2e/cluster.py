@@ -30,6 +30,10 @@ STATE = "/tmp/ganeti-e2e"
 GLUSTER_STATE = os.path.join(STATE, "gluster")
 OS_DIR = "/srv/ganeti/os/e2e-dummy"
 PROVIDER_CONFIG = "/etc/ganeti/extstorage/gluster.env"
+# The provider's mount base (its default: the e2e configuration sets none).
+# Only mounts under it are the provider's: the nodes' mount namespaces also
+# inherit whatever the machine itself has mounted, GlusterFS mounts included.
+MOUNT_BASE = "/run/ganeti-gluster"
 CALL_LOG = "/var/log/ganeti/extstorage/gluster-calls.log"
 CALL_LOG2 = os.path.join(NODE2_STATE, "log", "extstorage", "gluster-calls.log")
 HOSTS = (f"127.0.0.1 localhost\n{ADDRESS} {NODE} node1\n{ADDRESS2} {NODE2} node2\n"
@@ -338,7 +342,8 @@ def down():
         for run_inside in (inside, inside2) if anchor2_pid() else (inside,):
             for line in run_inside("findmnt", "-rn", "-t", "fuse.glusterfs", "-o", "TARGET",
                                    check=False).stdout.split():
-                run_inside("umount", "-l", line, check=False)
+                if line.startswith(MOUNT_BASE + "/"):
+                    run_inside("umount", "-l", line, check=False)
         for daemon in ("noded", "masterd", "confd", "rapi", "luxid", "wconfd", "kvmd", "metad", "mond"):
             _kill_pidfile(f"/run/ganeti/ganeti-{daemon}.pid")
         _kill_pidfile(os.path.join(STATE, "sshd.pid"))
@@ -363,7 +368,7 @@ def down():
         backing = backing.strip()
         # Once noded's mount namespace is gone, the kernel names the backing
         # file from the volume's root: /ganeti/NAME (the provider's dir).
-        if "/run/ganeti-gluster/" in backing or GLUSTER_STATE in backing or backing.startswith("/ganeti/"):
+        if MOUNT_BASE + "/" in backing or GLUSTER_STATE in backing or backing.startswith("/ganeti/"):
             sh("losetup", "-d", name, check=False)
     # Everything still running in the nodes' network namespaces is ours.
     for namespace in (NS2, NS):

@@ -123,14 +123,14 @@ def loops():
     result = {}
     for line in out.splitlines():
         device, _, backing = line.strip().partition(" ")
-        if "/run/ganeti-gluster/" in backing:
+        if cluster.MOUNT_BASE + "/" in backing:
             result[os.path.basename(backing.strip())] = device
     return result
 
 
 def unmounted_within(seconds):
-    """Whether every gluster mount is gone within `seconds`: a volume nothing
-    uses is unmounted GLUSTER_UNMOUNT_DELAY after the last script let go."""
+    """Whether every mount of the provider's is gone within `seconds`: a volume
+    nothing uses is unmounted GLUSTER_UNMOUNT_DELAY after the last script let go."""
     deadline = time.monotonic() + seconds
     while mounts():
         if time.monotonic() > deadline:
@@ -140,8 +140,12 @@ def unmounted_within(seconds):
 
 
 def mounts():
+    """The provider's GlusterFS mounts in noded's namespace: those under its
+    mount base. Not every fuse.glusterfs mount: the namespace inherits the
+    machine's own (an operator's, another test's), which are none of ours."""
     out = cluster.in_noded("findmnt", "-rn", "-t", "fuse.glusterfs", "-o", "TARGET", check=False).stdout
-    return sorted(line.strip() for line in out.splitlines() if line.strip())
+    return sorted(line.strip() for line in out.splitlines()
+                  if line.strip().startswith(cluster.MOUNT_BASE + "/"))
 
 
 def device_size(device):
@@ -165,7 +169,7 @@ def scenario():
     add.check("node1 holds both disks open exclusively",
               all(open_records("gv0", n) == {node: "exclusive"} for n in (disk0, disk1)))
     add.check("both disks mapped to loop devices (add does not detach)", {disk0, disk1} <= set(loops()))
-    add.check("one FUSE mount of gv0 in noded's namespace", mounts() == ["/run/ganeti-gluster/gv0"])
+    add.check("one FUSE mount of gv0 in noded's namespace", mounts() == [f"{cluster.MOUNT_BASE}/gv0"])
 
     info = Step("gnt-instance", "info", "inst1.example.com")
     info.check("info only attaches", set(info.calls) <= {"attach"} and info.calls)
@@ -229,7 +233,7 @@ def scenario():
                   "-o", "e2e-dummy", "--no-install", "--no-ip-check", "--no-name-check", "--no-start",
                   "-n", node, "-B", "memory=128", "inst3.example.com")
     pooled.check("pool=second put the disk on gv1", len(images("gv1")) == 1 and images() == {})
-    pooled.check("gv1 mounted", mounts() == ["/run/ganeti-gluster/gv1"])
+    pooled.check("gv1 mounted", mounts() == [f"{cluster.MOUNT_BASE}/gv1"])
     gone = Step("gnt-instance", "remove", "-f", "inst3.example.com")
     gone.check("removed from gv1", images("gv1") == {})
     gone.check("nothing left on the node", not loops() and unmounted_within(30))
@@ -243,7 +247,7 @@ def mapped_on(name, volume="gv0"):
     nodes = []
     for node, noded in ((cluster.NODE, cluster.noded_pid()), (cluster.NODE2, cluster.noded2_pid())):
         seen = cluster.sh("nsenter", "-t", str(noded), "-m", "stat", "-c", "%d %i",
-                          f"/run/ganeti-gluster/{volume}/ganeti/{name}", check=False)
+                          f"{cluster.MOUNT_BASE}/{volume}/ganeti/{name}", check=False)
         if seen.returncode == 0:
             dev, ino = (int(x) for x in seen.stdout.split())
             if (f"{os.major(dev)}:{os.minor(dev)}", str(ino)) in backed:

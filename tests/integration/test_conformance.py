@@ -67,11 +67,35 @@ def test_runs_from_any_directory_with_any_environment(disks):
     assert out.startswith("/dev/loop")
 
 
-def test_needs_no_ganeti_log_directory(disks, tmp_path):
-    # Ganeti logs the output itself; the provider writes no log file of its own.
+def test_writes_nothing_into_its_working_directory(disks, tmp_path):
+    # Ganeti runs scripts with cwd = the provider directory, an operator from anywhere.
     name = disks.name()
     run("create", {"VOL_NAME": name, "VOL_SIZE": "8"}, cwd=str(tmp_path), check=True)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_logs_each_call_in_its_own_call_log(disks, tmp_path):
+    # Ganeti logs a script's output itself; the provider also keeps one line
+    # per call (GLUSTER_CALL_LOG, by default gluster-calls.log in Ganeti's
+    # extstorage log directory) to follow what Ganeti did to a disk.
+    log = tmp_path / "gluster-calls.log"
+    name = disks.name(GLUSTER_CALL_LOG=str(log))
+    run("create", {"VOL_NAME": name, "VOL_SIZE": "8", "GLUSTER_CALL_LOG": str(log)}, check=True)
+    lines = log.read_text().splitlines()
+    assert len(lines) == 1, lines
+    assert " create " in lines[0] and f"VOL_NAME={name} " in lines[0] and "-> exit 0 " in lines[0], lines
+    assert stat.S_IMODE(log.stat().st_mode) == 0o640
+
+
+def test_needs_no_ganeti_log_directory(disks, tmp_path):
+    # Without the call log's directory (Ganeti not installed yet, or a node
+    # without it) the script works, and makes neither the directory nor the log.
+    missing = tmp_path / "extstorage"
+    log = missing / "gluster-calls.log"
+    name = disks.name(GLUSTER_CALL_LOG=str(log))
+    run("create", {"VOL_NAME": name, "VOL_SIZE": "8", "GLUSTER_CALL_LOG": str(log)}, check=True)
+    run("attach", {"VOL_NAME": name, "GLUSTER_CALL_LOG": str(log)}, check=True)
+    assert not missing.exists()
 
 
 # §2 Environment per script
