@@ -63,7 +63,8 @@ class Disk:
         every loop device made a warm attach 25% slower with 200 of them."""
         locked = self.lock.fd is not None
         noted = _read_note(self.device_note) if locked else None
-        device = loopdev.find(self.path, info, expected or noted, self.mount.path)
+        device = loopdev.find(self.path, info, expected or noted, self.mount.path,
+                              self.settings.node_name)
         if device and device != noted and locked:
             _write_note(self.device_note, device)
         return device

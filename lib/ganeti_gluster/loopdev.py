@@ -6,6 +6,12 @@ global, but FUSE mounts are per mount namespace, and a disk mounted by a
 second client (another namespace, or after a remount) has a new st_dev while
 GlusterFS keeps its inode number (derived from the file's gfid). So one image
 has one loop device per node, whichever namespace attached it.
+
+The device's own name field (lo_file_name, which losetup fills with the
+path) is set to "ganeti-gluster:<node>": a kernel that hosts several Ganeti
+nodes (containers, the e2e's namespaces) keeps each node's devices apart.
+A device without that mark (set up by hand, or by an older version) is
+taken by any node.
 """
 
 import fcntl
@@ -16,7 +22,9 @@ import time
 from . import procfs
 from .errors import ProviderError
 
+LOOP_SET_STATUS64 = 0x4C04
 LOOP_GET_STATUS64 = 0x4C05
+_NODE_MARK = b"ganeti-gluster:"
 _LOOP_INFO64 = struct.Struct("=QQQQQIIII64s64s32s2Q")
 _SYS_BLOCK = "/sys/block"
 LOSETUP_TIMEOUT = 30
@@ -42,19 +50,47 @@ def bound_devices():
     return result
 
 
-def _backing_inode(device):
-    """The inode number of the device's backing file, or None if unbound."""
+def _status(device):
+    """LOOP_GET_STATUS64 of the device as a list of loop_info64's fields, or None."""
     try:
         fd = os.open(device, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return None
     try:
-        info = fcntl.ioctl(fd, LOOP_GET_STATUS64, bytes(_LOOP_INFO64.size))
+        return list(_LOOP_INFO64.unpack(fcntl.ioctl(fd, LOOP_GET_STATUS64, bytes(_LOOP_INFO64.size))))
     except OSError:
         return None
     finally:
         os.close(fd)
-    return _LOOP_INFO64.unpack(info)[1]
+
+
+def _backing_inode(device, node=None):
+    """The inode number of the device's backing file; None if the device is
+    unbound or marked as another node's."""
+    status = _status(device)
+    if status is None:
+        return None
+    name = status[9].rstrip(b"\0")
+    if node and name.startswith(_NODE_MARK) and name != _mark(node):
+        return None
+    return status[1]
+
+
+def _mark(node):
+    return (_NODE_MARK + node.encode())[:63]
+
+
+def _mark_as_node(device, node):
+    """Writes the node's mark into the device's name field."""
+    status = _status(device)
+    if status is None:
+        raise ProviderError(f"{device} vanished while it was being set up")
+    status[9] = _mark(node)
+    fd = os.open(device, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        fcntl.ioctl(fd, LOOP_SET_STATUS64, _LOOP_INFO64.pack(*status))
+    finally:
+        os.close(fd)
 
 
 def _detaching(device):
@@ -63,25 +99,27 @@ def _detaching(device):
     return _read(f"{_SYS_BLOCK}/{os.path.basename(device)}/loop/autoclear") == "1"
 
 
-def _backs(name, image_path, image_stat, mount_point=None):
+def _backs(name, image_path, image_stat, mount_point=None, node=None):
     """Whether loop device `name` is backed by this very image: its path and
-    inode. A device set up through a mount that was since lazily unmounted
-    (umount -l, or a remount) shows its path from that mount's root."""
+    inode (and, given a node, not marked as another node's). A device set up
+    through a mount that was since lazily unmounted (umount -l, or a
+    remount) shows its path from that mount's root."""
     backing = _read(f"{_SYS_BLOCK}/{name}/loop/backing_file")
     if backing is None:
         return False
     backing = backing.removesuffix(" (deleted)")
     paths = (image_path, image_path[len(mount_point):]) if mount_point else (image_path,)
-    return backing in paths and _backing_inode("/dev/" + name) == image_stat.st_ino
+    return backing in paths and _backing_inode("/dev/" + name, node) == image_stat.st_ino
 
 
-def find(image_path, image_stat, hint=None, mount_point=None):
+def find(image_path, image_stat, hint=None, mount_point=None, node=None):
     """The loop device backed by this very file, or None; one that is being
     detached does not count. `hint`, a device that was backed by it before,
     is looked at first: the scan reads every bound device's backing file,
-    and 200 bound devices made a warm attach 25% slower."""
+    and 200 bound devices made a warm attach 25% slower. Given `node`,
+    devices marked as another node's are not this node's."""
     def usable(name):
-        return _backs(name, image_path, image_stat, mount_point) and not _detaching("/dev/" + name)
+        return _backs(name, image_path, image_stat, mount_point, node) and not _detaching("/dev/" + name)
 
     if hint and usable(os.path.basename(hint)):
         return hint
@@ -130,7 +168,7 @@ def _listdir(path):
         return []
 
 
-def attach(image_path, image_stat, runner, lock):
+def attach(image_path, image_stat, node, runner, lock):
     """Sets up a loop device with direct I/O and checks that it has both:
     the image we looked at (not what a symlink swapped in meanwhile points
     to) and direct I/O, without which write-behind can acknowledge writes
@@ -145,7 +183,8 @@ def attach(image_path, image_stat, runner, lock):
         raise ProviderError(f"losetup printed no loop device for {image_path}")
     name = os.path.basename(device)
     problem = None
-    if not _backs(name, image_path, image_stat):
+    _mark_as_node(device, node)
+    if not _backs(name, image_path, image_stat, node=node):
         problem = f"{device} was set up for {image_path} but is backed by another file"
     elif _read(f"{_SYS_BLOCK}/{name}/loop/dio") != "1":
         problem = (f"{device} for {image_path} has no direct I/O (the file system refused "

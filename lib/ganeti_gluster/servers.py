@@ -1,6 +1,8 @@
-"""Which GlusterFS servers answer: the one TCP probe every caller uses."""
+"""Which GlusterFS servers answer: the one TCP probe every caller uses.
 
-import socket
+socket is imported only by a probe: its import (selectors, enum) costs 5 ms,
+and most scripts never probe.
+"""
 
 from .errors import ProviderError
 
@@ -9,6 +11,8 @@ PROBE_TIMEOUT = 3.0
 
 def tcp_probe(host, port, timeout=PROBE_TIMEOUT):
     """None if host:port accepts a TCP connection, else why not."""
+    import socket
+
     try:
         with socket.create_connection((host, port), timeout=timeout):
             return None

@@ -313,7 +313,7 @@ def test_strict_open_refuses_a_second_exclusive_holder(disks):
 
 
 def test_detach_also_undoes_open(disks):
-    name = disks.name()
+    name = disks.name(GLUSTER_NODE_NAME="node1.example.com")  # its node detaches it at the end
     env = {"VOL_NAME": name, "GLUSTER_NODE_NAME": "node1.example.com"}
     run("create", {**env, "VOL_SIZE": "8"}, check=True)
     run("attach", env, check=True)

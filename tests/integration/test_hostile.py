@@ -204,6 +204,16 @@ def test_attach_from_another_mount_namespace_reuses_the_loop_device(disks):
     lines = result.stdout.split("\n")
     assert lines[0] == device and lines[-2] == "1"  # its own new mount, the same device
     assert loop_devices_of(image_path(name)) == [device]
+    # Another Ganeti node on this kernel (containers, the e2e's namespaces) gets a device of its own.
+    other = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                            script.replace("GLUSTER_CONFIG=", "GLUSTER_NODE_NAME=other-node GLUSTER_CONFIG=")
+                            + f" && VOL_NAME={name} GLUSTER_NODE_NAME=other-node GLUSTER_CONFIG={CONFIG} "
+                            f"{PROVIDER}/detach"],
+                           capture_output=True, text=True, timeout=120,
+                           env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+    assert other.returncode == 0, other.stderr
+    assert other.stdout.split("\n")[0] not in ("", device)
+    assert loop_devices_of(image_path(name)) == [device]  # the other node's detach left ours
 
 
 def test_attach_after_the_mount_was_lazily_unmounted_reuses_the_loop_device(disks):

@@ -94,8 +94,9 @@ def install(monkeypatch, runner):
     monkeypatch.setattr(loopdev, "_sized_loop_devices", lambda: list(runner.loops))
     monkeypatch.setattr(loopdev, "bound_devices",
                         lambda: [("/dev/" + n, loop.path) for n, loop in runner.loops.items()])
-    monkeypatch.setattr(loopdev, "_backing_inode",
-                        lambda device: getattr(runner.loops.get(os.path.basename(device)), "inode", None))
+    monkeypatch.setattr(loopdev, "_backing_inode", lambda device, node=None: getattr(
+        runner.loops.get(os.path.basename(device)), "inode", None))
+    monkeypatch.setattr(loopdev, "_mark_as_node", lambda device, node: None)
     monkeypatch.setattr(loopdev, "holders",
                         lambda device: ["pid 4711 (qemu)"] if runner.loops[os.path.basename(device)].held else [])
     monkeypatch.setattr(loopdev, "require_block_device", lambda device: None)
