@@ -31,6 +31,7 @@ _registry = {}          # "module:function" -> function, filled at import time
 _seconds = None         # io_timeout; None: run in-process
 _worker = None          # (pid, request fd, reply fd) of this process's worker
 _in_worker = False
+_script_pid = None      # in the worker: the script it serves
 _last_beat = 0.0
 
 
@@ -60,9 +61,15 @@ def isolated(what):
 
 
 def heartbeat():
-    """Called by long work in the worker: it still makes progress."""
+    """Called by long work in the worker, once per chunk: it still makes
+    progress. Work whose script has gone (killed) stops here, and what it
+    was building is removed on the way out."""
     global _last_beat
-    if _in_worker and time.monotonic() - _last_beat > _HEARTBEAT_SECONDS:
+    if not _in_worker:
+        return
+    if os.getppid() != _script_pid:
+        raise SystemExit("the script has gone")
+    if time.monotonic() - _last_beat > _HEARTBEAT_SECONDS:
         _last_beat = time.monotonic()
         _send(1, ("beat",))
 
@@ -103,9 +110,10 @@ def _start_worker():
     global _worker
     to_worker, from_script = os.pipe()
     to_script, from_worker = os.pipe()
+    script = os.getpid()
     pid = os.fork()
     if pid == 0:
-        _serve(to_worker, from_worker)
+        _serve(to_worker, from_worker, script)
     os.close(to_worker)
     os.close(from_worker)
     _worker = (pid, from_script, to_script)
@@ -165,12 +173,12 @@ def _send(fd, message):
 
 # -- the worker's side -------------------------------------------------------------
 
-def _serve(request_fd, reply_fd):
+def _serve(request_fd, reply_fd, script_pid):
     """The worker: requests on request_fd, answers on fd 1. It keeps no other
     descriptor (no lock, none of Ganeti's pipes; stderr only if it is a
     terminal, for progress), so a worker stuck in the kernel holds nothing."""
-    global _in_worker
-    _in_worker = True
+    global _in_worker, _script_pid
+    _in_worker, _script_pid = True, script_pid
     try:
         null = os.open(os.devnull, os.O_RDWR)
         os.dup2(request_fd, 0)

@@ -15,6 +15,7 @@ replace a disk that appeared meanwhile.
 import errno
 import os
 import stat
+import time
 
 from . import diag
 from .errors import ProviderError, TransientError
@@ -118,6 +119,22 @@ def _unlink_quietly(path):
         os.unlink(path)
     except FileNotFoundError:
         pass
+
+
+_FRESH_SECONDS = 10
+_last_touch = 0.0
+
+
+def _still_building(fd):
+    """Once per chunk of a long fill or copy: tells the script it goes on
+    (heartbeat), and keeps the partial file's mtime fresh even across long
+    holes, since ganeti-gluster orphans takes a partial file untouched for
+    60 s as a leftover."""
+    global _last_touch
+    heartbeat()
+    if time.monotonic() - _last_touch > _FRESH_SECONDS:
+        _last_touch = time.monotonic()
+        os.utime(fd)
 
 
 def _build(path, fill):
@@ -237,7 +254,7 @@ def _copy_skipping_zeros(src_fd, dst_fd, start, end, buffer, progress, path):
         if data != zeros[:count]:
             _write_all(dst_fd, view[:count], offset)
         offset += count
-        heartbeat()
+        _still_building(dst_fd)
         if progress:
             progress.update(offset)
 
