@@ -483,7 +483,7 @@ def test_open_records_set_list_forget(tmp_path):
 # -- ganeti-gluster join's queue --------------------------------------------------------------
 
 def test_join_queue_waits_for_whole_replica_sets(tmp_path, capsys):
-    from ganeti_gluster import cli
+    from ganeti_gluster.cli import cluster as cli
 
     queue = str(tmp_path / "queue")
     assert cli._queued(queue, [("n1", "/b")], 3) == []
