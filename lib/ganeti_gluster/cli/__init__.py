@@ -102,11 +102,13 @@ def parser():
                    volume="required")
     tune.add_argument("--apply", action="store_true", help="make the changes (on a GlusterFS server)")
     command("list", disks.cmd_list, "every provider disk on the volume")
-    orphans = command("orphans", disks.cmd_orphans, "disks no Ganeti instance owns any more")
+    orphans = command("orphans", disks.cmd_orphans, "disks no Ganeti instance owns any more, and "
+                      "leftovers (.NAME.partial) of interrupted creates and snapshots")
     orphans.add_argument("--instances", metavar="FILE",
                          help="instance names, one per line ('-': stdin); default: gnt-instance list")
     orphans.add_argument("--delete", metavar="DISK", action="append", default=[],
-                         help="remove this orphan (repeat per disk; nothing else is removed)")
+                         help="remove this orphan, or this .NAME.partial leftover once 60 s old "
+                         "(repeat per disk; nothing else is removed)")
     status = command("status", volume.cmd_status, "volume health and space at a glance")
     status.add_argument("--prometheus", metavar="FILE", help="also write a node_exporter textfile")
     join = command("join", cluster.cmd_join, "add a new node's storage: peer probe, add-brick, rebalance "

@@ -1,44 +1,45 @@
-"""ganeti-gluster list, orphans and show: the provider's disks on a volume."""
+"""ganeti-gluster list, orphans and show: the provider's disks on a volume.
+
+Nothing the volume holds is followed: see imagedir.
+"""
 
 import json
 import os
+import stat
 import sys
 
-from .. import images, loopdev, open_records, validate
+from .. import diag, loopdev, validate
 from ..errors import ProviderError
 from ..location import Location
-from . import EXIT_OK, EXIT_WARNING, human_size, print_json, table
+from . import EXIT_OK, EXIT_WARNING, human_size, imagedir, print_json, table
+
+# A .partial file written to this recently may be a create or snapshot
+# still running (they write it until they rename it into place).
+PARTIAL_MIN_AGE = 60
+
+
+def _disks(directory):
+    """One dict per disk image in the directory, snapshots listed with their disk."""
+    disks = {}
+    for name, info in directory.images().items():
+        metadata = directory.metadata(name) or ""
+        disks[name] = {
+            "name": name, "size": info.st_size, "allocated": info.st_blocks * 512,
+            "instance": metadata.split("+", 1)[1] if metadata.startswith("originstname+") else None,
+            "metadata": metadata or None,
+            "open": directory.open_modes(name),
+            "device": loopdev.find(os.path.join(directory.path, name), info), "snapshots": [],
+        }
+    for name, disk in disks.items():
+        parent = name[:-len(".snap")] if name.endswith(".snap") else None
+        if parent in disks:
+            disks[parent]["snapshots"].append(name)
+    return [disks[n] for n in sorted(disks)]
 
 
 def disks_on_volume(ctx):
-    """One dict per disk image on the volume, snapshots listed with their disk."""
-    mount = ctx.mount()
-    path = mount.acquire()
-    try:
-        directory = os.path.join(path, ctx.settings.dir)
-        names = sorted(n for n in os.listdir(directory) if not n.startswith(".")) \
-            if os.path.isdir(directory) else []
-        disks = {}
-        for name in names:
-            image = os.path.join(directory, name)
-            info = images.stat_image(image)
-            if info is None:
-                continue
-            metadata = images.get_metadata(image) or ""
-            disks[name] = {
-                "name": name, "size": info.st_size, "allocated": info.st_blocks * 512,
-                "instance": metadata.split("+", 1)[1] if metadata.startswith("originstname+") else None,
-                "metadata": metadata or None,
-                "open": {node: mode for node, (mode, _) in open_records.read(image).items()},
-                "device": loopdev.find(image, info), "snapshots": [],
-            }
-        for name, disk in disks.items():
-            parent = name[:-len(".snap")] if name.endswith(".snap") else None
-            if parent in disks:
-                disks[parent]["snapshots"].append(name)
-        return [disks[n] for n in sorted(disks)]
-    finally:
-        mount.release(unmount_if_unused=True)
+    with imagedir.opened(ctx) as directory:
+        return _disks(directory)
 
 
 def cmd_list(ctx, args):
@@ -51,7 +52,7 @@ def cmd_list(ctx, args):
              d["device"] or "-", ",".join(d["snapshots"]) or "-"] for d in disks]
     if rows:
         sys.stdout.write(table(rows, ["Disk", "Size", "Allocated", "Instance", "Open(e/s)",
-                                       "Device", "Snapshots"]))
+                                      "Device", "Snapshots"]))
     sys.stdout.write(f"{len(disks)} disks on volume {ctx.volume}\n")
     return EXIT_OK
 
@@ -67,41 +68,115 @@ def _instances(ctx, args):
     return {line.strip() for line in result.stdout.splitlines() if line.strip()}
 
 
+def human_age(seconds):
+    for unit, length in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= 2 * length:
+            return f"{seconds // length} {unit}"
+    return f"{seconds} s"
+
+
 def cmd_orphans(ctx, args):
     owners = _instances(ctx, args)
-    orphans = [d for d in disks_on_volume(ctx) if d["instance"] not in owners]
-    unknown = set(args.delete) - {d["name"] for d in orphans}
-    if unknown:
-        raise ProviderError(f"not orphans (or not on {ctx.volume}), left alone: {', '.join(sorted(unknown))}")
-    deleted = []
-    for disk in orphans:
-        if disk["name"] in args.delete:
-            _delete(ctx, disk)
-            deleted.append(disk["name"])
+    with imagedir.opened(ctx) as directory:
+        orphans = [d for d in _disks(directory) if d["instance"] not in owners]
+        partials = directory.partials()
+        deleted = _delete(ctx, directory, list(dict.fromkeys(args.delete)), orphans, partials)
+    stale = [p for p in partials if p["age_seconds"] >= PARTIAL_MIN_AGE and p["name"] not in deleted]
     if args.json:
-        print_json({"orphans": orphans, "deleted": deleted})
+        print_json({"orphans": orphans, "partial": partials, "deleted": deleted})
     else:
-        rows = [[d["name"], human_size(d["size"]), human_size(d["allocated"]), d["instance"] or "(no metadata)",
-                 "deleted" if d["name"] in deleted else ""] for d in orphans]
-        if rows:
-            sys.stdout.write(table(rows, ["Disk", "Size", "Allocated", "Last instance", ""]))
-        sys.stdout.write(f"{len(orphans)} orphaned disks of {human_size(sum(d['size'] for d in orphans))}"
-                         f"{f', {len(deleted)} deleted' if deleted else ''}\n")
-    return EXIT_WARNING if len(orphans) > len(deleted) else EXIT_OK
+        _print_orphans(orphans, partials, deleted)
+    left = [d for d in orphans if d["name"] not in deleted]
+    return EXIT_WARNING if left or stale else EXIT_OK
 
 
-def _delete(ctx, disk):
+def _print_orphans(orphans, partials, deleted):
+    rows = [[d["name"], human_size(d["size"]), human_size(d["allocated"]), d["instance"] or "(no metadata)",
+             "deleted" if d["name"] in deleted else ""] for d in orphans]
+    if rows:
+        sys.stdout.write(table(rows, ["Disk", "Size", "Allocated", "Last instance", ""]))
+    gone = sum(d["name"] in deleted for d in orphans)
+    sys.stdout.write(f"{len(orphans)} orphaned disks of {human_size(sum(d['size'] for d in orphans))}"
+                     f"{f', {gone} deleted' if gone else ''}\n")
+    if not partials:
+        return
+    rows = [[p["name"], human_size(p["size"]), human_size(p["allocated"]), human_age(p["age_seconds"]),
+             "deleted" if p["name"] in deleted else ""] for p in partials]
+    sys.stdout.write("\n" + table(rows, ["Leftover of an interrupted create or snapshot", "Size",
+                                         "Allocated", "Age", ""]))
+    gone = sum(p["name"] in deleted for p in partials)
+    sys.stdout.write(f"{len(partials)} leftover .partial files of "
+                     f"{human_size(sum(p['size'] for p in partials))}"
+                     f"{f', {gone} deleted' if gone else ''}\n")
+
+
+def _delete(ctx, directory, names, orphans, partials):
+    """Deletes the orphans and leftovers named, once all of them are known
+    to be deletable; returns their names."""
+    disks = {d["name"]: d for d in orphans}
+    leftovers = {p["name"]: p for p in partials}
+    unknown = [n for n in names if n not in disks and n not in leftovers]
+    if unknown:
+        raise ProviderError(f"not orphans or .partial leftovers (or not on {ctx.volume}), "
+                            f"left alone: {', '.join(sorted(unknown))}")
+    for name in names:
+        if name in disks and disks[name]["open"]:
+            raise ProviderError(f"{name} is open on {', '.join(disks[name]['open'])}; left alone")
+        if name in leftovers:
+            _refuse_if_recent(directory, name, directory.entry(name))
+    for name in names:
+        if name in leftovers:
+            info = directory.entry(name)
+            _refuse_if_recent(directory, name, info)
+            directory.unlink_regular(name, info)
+        else:
+            _remove_disk(ctx, name)
+    return names
+
+
+def _refuse_if_recent(directory, name, info):
+    if info is None or not stat.S_ISREG(info.st_mode):
+        raise ProviderError(f"{os.path.join(directory.path, name)} changed meanwhile; left alone")
+    age = imagedir.age_seconds(info)
+    if age < PARTIAL_MIN_AGE:
+        raise ProviderError(f"{name} was written {age} s ago: a create or snapshot may still be "
+                            f"making it; left alone (it can be deleted once {PARTIAL_MIN_AGE} s "
+                            "have passed without a write)")
+
+
+def _remove_disk(ctx, name):
+    """As the provider's remove script would (it refuses a disk attached here)."""
     from .. import operations
     from ..request import GANETI, Request
 
-    if disk["open"]:
-        raise ProviderError(f"{disk['name']} is open on {', '.join(disk['open'])}; left alone")
-    request = Request(action="remove", dialect=GANETI, name=disk["name"], params={})
+    request = Request(action="remove", dialect=GANETI, name=name, params={})
     operations.remove(request, ctx.settings, ctx.runner, [])
 
 
+# -- show --------------------------------------------------------------------------
+
 def cmd_show(ctx, args):
     name = validate.disk_name("DISK", args.disk)
+    with imagedir.opened(ctx) as directory:
+        info = directory.entry(name)
+        image = os.path.join(directory.path, name)
+    if info is not None and not stat.S_ISREG(info.st_mode):
+        raise ProviderError(f"{image} is {imagedir.kind(info)}, not a disk image: not showing it")
+    shown = _forms(ctx, name)
+    if args.json:
+        print_json(shown)
+    else:
+        for key, value in shown.items():
+            sys.stdout.write(f"{key}:\n  " + value.replace("\n", "\n  ") + "\n")
+    if info is None:
+        diag.warn(f"there is no disk {name} on volume {ctx.volume} (no {image}): these name a "
+                  "file that does not exist")
+        return EXIT_WARNING
+    return EXIT_OK
+
+
+def _forms(ctx, name):
+    """The disk's gluster URI, QEMU and libvirt forms."""
     location = Location(ctx.servers[0], ctx.settings.port, ctx.volume, ctx.settings.dir, name)
     port = ctx.settings.port
     servers = [{"type": "inet", "host": s, "port": str(port)} for s in ctx.servers]
@@ -111,7 +186,7 @@ def cmd_show(ctx, args):
     blockdev = json.dumps({"driver": "gluster", "volume": ctx.volume, "path": path,
                            "server": servers, "node-name": "disk0-file"}, separators=(",", ":"))
     hosts = "\n".join(f"    <host name='{s}' port='{port}'/>" for s in ctx.servers)
-    shown = {
+    return {
         "uri": location.uri,
         "qemu_drive": f"-drive file={location.uri},format=raw,if=none,id=disk0,cache=none,aio=threads",
         "qemu_drive_all_servers": (f"-drive driver=raw,file.driver=gluster,file.volume={ctx.volume},"
@@ -123,10 +198,3 @@ def cmd_show(ctx, args):
                         f"  <source protocol='gluster' name='{ctx.volume}/{path}'>\n{hosts}\n  </source>\n"
                         f"  <target dev='vda' bus='virtio'/>\n</disk>"),
     }
-    if args.json:
-        print_json(shown)
-    else:
-        for key, value in shown.items():
-            sys.stdout.write(f"{key}:\n  " + value.replace("\n", "\n  ") + "\n")
-    return EXIT_OK
-
