@@ -12,6 +12,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))), "lib"))
 
 from ganeti_gluster import cli, config_file, images, open_records  # noqa: E402
+from ganeti_gluster.runner import CommandFailed, Result  # noqa: E402
 
 
 @pytest.fixture
@@ -212,3 +213,142 @@ def test_orphans_of_disks_still_deleted_only_when_named(node, capsys):
     assert code == 1 and [d["name"] for d in json.loads(out)["orphans"]] == ["gone.ext.disk0"]
     code, _, err = run(capsys, "orphans", "--instances", str(instances), "--delete", "kept.ext.disk0")
     assert code == 3 and (node / "ganeti" / "kept.ext.disk0").exists()
+
+
+# -- join: the queue, and the rebalance ---------------------------------------------------
+
+class FakeGluster:
+    """glusterd of a replica-`replica` volume; records every change asked."""
+
+    def __init__(self, bricks, replica=3, peers=(), status="Started"):
+        self.bricks, self.replica, self.peers, self.status = list(bricks), replica, set(peers), status
+        self.changes, self.fail, self.ignore_add = [], {}, False
+
+    def run(self, args, timeout, check=True):
+        words = [a for a in args[1:] if not a.startswith("--")]
+        if "--xml" in args:
+            return Result(0, self.xml(words), "")
+        self.changes.append(words)
+        if words[0] in self.fail:
+            raise CommandFailed(args, 1, self.fail[words[0]])
+        if words[:2] == ["peer", "probe"]:
+            self.peers.add(words[2])
+        elif words[1] == "add-brick" and not self.ignore_add:
+            self.bricks += [w for w in words[3:] if ":" in w]
+        return Result(0, "", "")
+
+    def xml(self, words):
+        if words[:2] == ["volume", "info"]:
+            bricks = "".join(f"<brick><name>{b}</name></brick>" for b in self.bricks)
+            return (f"<cliOutput><opRet>0</opRet><volInfo><volumes><volume><name>mr3</name>"
+                    f"<statusStr>{self.status}</statusStr><replicaCount>{self.replica}</replicaCount>"
+                    f"<bricks>{bricks}</bricks></volume></volumes></volInfo></cliOutput>")
+        if words[0] in ("pool", "peer"):
+            peers = "".join(f"<peer><hostname>{p}</hostname><connected>1</connected>"
+                            f"<stateStr>Peer in Cluster</stateStr></peer>" for p in self.peers)
+            return f"<cliOutput><opRet>0</opRet><peerStatus>{peers}</peerStatus></cliOutput>"
+        if words[1] == "rebalance":
+            return "<cliOutput><opRet>0</opRet><volRebalance><node><statusStr>completed</statusStr></node></volRebalance></cliOutput>"
+        raise AssertionError(words)
+
+
+ORIGINAL = [f"h{i}:/b" for i in (1, 2, 3)]
+
+
+def join(capsys, gluster, queue, brick, *extra):
+    return run(capsys, "join", "--brick", brick, "--queue", str(queue), "--yes", *extra, runner=gluster)
+
+
+def test_queued_bricks_wait_for_a_whole_replica_set(node, tmp_path, capsys):
+    gluster, queue = FakeGluster(ORIGINAL), tmp_path / "queue"
+    assert join(capsys, gluster, queue, "h4:/b")[1] == \
+        f"queued 1 brick(s) in {queue}; volume is replica 3: waiting for 2 more\n"
+    assert join(capsys, gluster, queue, "h5:/b")[0] == 0 and gluster.changes == []
+    code, out, _ = join(capsys, gluster, queue, "h6:/b")
+    assert code == 0 and queue.read_text() == ""
+    assert gluster.bricks == ORIGINAL + ["h4:/b", "h5:/b", "h6:/b"]
+    assert out.endswith("joined 3 bricks to vmstore; rebalance completed\n")  # the volume is empty
+
+
+@pytest.mark.parametrize("failing", ["peer", "volume"])
+def test_a_failed_probe_or_add_brick_keeps_the_bricks_queued(node, tmp_path, capsys, failing):
+    gluster, queue = FakeGluster(ORIGINAL), tmp_path / "queue"
+    queue.write_text("h4:/b\nh5:/b\n")
+    gluster.fail[failing] = "volume add-brick: failed: Brick is on the root partition"
+    code, out, err = join(capsys, gluster, queue, "h6:/b")
+    assert code == 3 and queue.read_text() == "h4:/b\nh5:/b\nh6:/b\n"
+    assert err.strip().endswith(f"gluster failed: volume add-brick: failed: Brick is on the root "
+                                f"partition; the bricks stay queued in {queue}")
+    assert not any(c[:2] == ["volume", "rebalance"] for c in gluster.changes)
+
+
+def test_bricks_the_volume_does_not_list_after_add_brick_stay_queued(node, tmp_path, capsys):
+    gluster, queue = FakeGluster(ORIGINAL), tmp_path / "queue"
+    queue.write_text("h4:/b\nh5:/b\n")
+    gluster.ignore_add = True
+    code, _, err = join(capsys, gluster, queue, "h6:/b")
+    assert code == 3 and "does not list h4:/b, h5:/b, h6:/b" in err
+    assert queue.read_text() == "h4:/b\nh5:/b\nh6:/b\n"
+
+
+def test_a_brick_already_in_the_volume_leaves_the_queue(node, tmp_path, capsys):
+    gluster, queue = FakeGluster(ORIGINAL + ["h4:/b"]), tmp_path / "queue"
+    queue.write_text("h4:/b\nh5:/b\n")
+    code, out, _ = join(capsys, gluster, queue, "h6:/b")
+    assert code == 0 and queue.read_text() == "h5:/b\nh6:/b\n" and gluster.changes == []
+    assert out.startswith("h4:/b is in volume already: dropped from the queue\n")
+
+
+def test_a_dry_run_changes_neither_the_volume_nor_the_queue(node, tmp_path, capsys):
+    gluster, queue = FakeGluster(ORIGINAL), tmp_path / "queue"
+    queue.write_text("h4:/b\nh5:/b\n")
+    code, out, _ = run(capsys, "join", "--brick", "h6:/b", "--queue", str(queue), runner=gluster)
+    assert code == 0 and "dry run" in out and gluster.changes == []
+    assert queue.read_text() == "h4:/b\nh5:/b\n"
+
+
+NEW = ["--brick=h4:/b", "--brick=h5:/b", "--brick=h6:/b"]
+
+
+def test_join_skips_the_rebalance_of_a_volume_holding_disks(node, capsys):
+    disk(node, "vm.ext.disk0")
+    gluster = FakeGluster(ORIGINAL)
+    code, out, _ = run(capsys, "join", *NEW, "--yes", runner=gluster)
+    assert code == 0 and gluster.bricks[3:] == ["h4:/b", "h5:/b", "h6:/b"]
+    assert not any(c[:2] == ["volume", "rebalance"] for c in gluster.changes)
+    assert ("rebalance skipped: volume vmstore holds disk images in ganeti/ and a rebalance migrates "
+            "them under running VMs (GLUSTER_JOIN_REBALANCE=yes or --rebalance allows it), run gluster "
+            "volume rebalance vmstore start when convenient\n") in out
+    assert out.endswith("joined 3 bricks to vmstore; rebalance skipped\n")
+
+
+def test_a_partial_file_counts_as_a_disk_for_the_rebalance(node, capsys):
+    leftover(node, "being-made.ext.disk0", 1)
+    gluster = FakeGluster(ORIGINAL)
+    assert "rebalance skipped" in run(capsys, "join", *NEW, "--yes", runner=gluster)[1]
+    assert not any(c[:2] == ["volume", "rebalance"] for c in gluster.changes)
+
+
+@pytest.mark.parametrize("how", [["--rebalance"], "GLUSTER_JOIN_REBALANCE"])
+def test_join_rebalances_a_volume_holding_disks_when_told(node, capsys, monkeypatch, how):
+    disk(node, "vm.ext.disk0")
+    if how == "GLUSTER_JOIN_REBALANCE":
+        monkeypatch.setenv("GLUSTER_JOIN_REBALANCE", "yes")
+    gluster = FakeGluster(ORIGINAL)
+    code, out, _ = run(capsys, "join", *NEW, "--yes", *(how if isinstance(how, list) else []),
+                       runner=gluster)
+    assert code == 0 and ["volume", "rebalance", "vmstore", "start"] in gluster.changes
+    assert "skipped" not in out and out.endswith("rebalance completed\n")
+
+
+def test_join_never_rebalances_a_stopped_volume_unasked(node, capsys):
+    gluster = FakeGluster(ORIGINAL, status="Stopped")
+    code, out, _ = run(capsys, "join", *NEW, "--yes", runner=gluster)
+    assert code == 0 and "rebalance skipped: volume vmstore is not started" in out
+    assert not any(c[:2] == ["volume", "rebalance"] for c in gluster.changes)
+
+
+def test_join_rebalance_is_a_yes_no_node_setting(node, capsys, monkeypatch):
+    monkeypatch.setenv("GLUSTER_JOIN_REBALANCE", "perhaps")
+    code, _, err = run(capsys, "join", *NEW, runner=FakeGluster(ORIGINAL))
+    assert code == 3 and "GLUSTER_JOIN_REBALANCE" in err

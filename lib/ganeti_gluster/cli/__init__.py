@@ -120,6 +120,8 @@ def parser():
     join.add_argument("--timeout", type=float, default=600, help="bound on each wait (s)")
     join.add_argument("--queue", metavar="FILE", help="collect bricks here until they fill whole "
                       "replica sets (one new node at a time, as the node-add hook does)")
+    join.add_argument("--rebalance", action="store_true",
+                      help="rebalance even if the volume holds disk images (as GLUSTER_JOIN_REBALANCE=yes)")
     show = command("show", disks.cmd_show, "a disk's gluster URI, QEMU and libvirt forms", volume=None)
     show.add_argument("disk", help="the disk (VOL_NAME)")
     show.add_argument("--volume", help="the volume (default: GLUSTER_VOLUME)")
