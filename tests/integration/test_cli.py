@@ -10,6 +10,7 @@ import time
 import pytest
 
 from conftest import CONFIG, MOUNT_BASE, ROOT, image_path, run
+from support import fuse_client_pid
 
 CLI = os.path.join(ROOT, "bin", "ganeti-gluster")
 HARNESS = os.path.join(ROOT, "tests", "harness", "local_gluster.py")
@@ -269,12 +270,13 @@ def test_orphans_shows_a_killed_creates_partial_file_and_deletes_it_once_old(vol
     create = subprocess.Popen([os.path.join(ROOT, "providers", "gluster", "create")],
                               env={"PATH": "/usr/bin:/bin", "GLUSTER_CONFIG": CONFIG, "VOL_NAME": name,
                                    "VOL_SIZE": "2048", "EXTP_PREALLOCATION": "full"},
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 60
     while not (os.path.exists(partial) and os.path.getsize(partial)) and time.monotonic() < deadline:
         time.sleep(0.01)
-    create.send_signal(signal.SIGKILL)  # as a node crash would
+    os.killpg(create.pid, signal.SIGKILL)  # the script and its FUSE worker, as a node crash would
     create.wait()
+    time.sleep(0.5)  # the killed worker's last write lands
     assert os.path.exists(partial), "create did not leave a .partial file"
     assert not os.path.exists(image_path(name))
     size = os.path.getsize(partial)
@@ -295,6 +297,22 @@ def test_orphans_shows_a_killed_creates_partial_file_and_deletes_it_once_old(vol
     assert deleted.returncode in (0, 1), deleted.stderr  # 1: orphaned disks (the fixture's) are left
     assert json.loads(deleted.stdout)["deleted"] == [os.path.basename(partial)]
     assert not os.path.exists(partial)
+
+
+@pytest.mark.parametrize("command", [["list"], ["orphans", "--instances", "-"], ["show", "x.ext.disk0"]])
+def test_a_stopped_client_ends_the_command_within_io_timeout(volume_root, command):
+    root, _ = volume_root
+    pid = fuse_client_pid(root)
+    os.kill(pid, signal.SIGSTOP)  # as a client stuck on a dead brick looks
+    try:
+        started = time.monotonic()
+        result = cli(*command, stdin="", env={"GLUSTER_IO_TIMEOUT": "2"})
+        elapsed = time.monotonic() - started
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert result.returncode == 3 and result.stdout == "" and elapsed < 2 + 3, (elapsed, result)
+    assert stderr_lines(result)[-1].startswith(f"ganeti-gluster {command[0]}: error: ")
+    assert "did not finish within 2 s (io_timeout)" in result.stderr and f"pid {pid} is stopped" in result.stderr
 
 
 def test_unreachable_servers_exit_3_with_a_reason():

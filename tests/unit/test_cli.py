@@ -11,7 +11,7 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))), "lib"))
 
-from ganeti_gluster import cli, config_file, images, open_records  # noqa: E402
+from ganeti_gluster import cli, config_file, images  # noqa: E402
 from ganeti_gluster.runner import CommandFailed, Result  # noqa: E402
 
 
@@ -69,6 +69,7 @@ def warnings(err):
 def test_list_skips_a_symlinked_image_with_one_warning_and_never_reads_through_it(node, tmp_path, capsys):
     disk(node, "real.ext.disk0", "originstname+web1.example.com")
     secret = outside(tmp_path)
+    images.set_metadata(str(secret), "originstname+stolen.example.com")
     os.symlink(secret, node / "ganeti" / "evil.ext.disk0")
     os.mkfifo(node / "ganeti" / "fifo.ext.disk0")
     code, out, err = run(capsys, "list", "--json")
@@ -78,7 +79,8 @@ def test_list_skips_a_symlinked_image_with_one_warning_and_never_reads_through_i
     assert len(warnings(err)) == 2
     assert f"{node}/ganeti/evil.ext.disk0 is a symbolic link, not a disk image: skipped" in err
     assert f"{node}/ganeti/fifo.ext.disk0 is a fifo, not a disk image: skipped" in err
-    assert os.listxattr(secret) == [] and secret.read_bytes() == b"node-local\n"
+    assert "stolen" not in out and secret.read_bytes() == b"node-local\n"
+    assert os.listxattr(secret) == [images.METADATA_XATTR]
 
 
 @pytest.mark.parametrize("command", [["list"], ["orphans", "--instances", "/dev/null"],
@@ -113,19 +115,6 @@ def test_each_component_of_the_image_directory_is_checked(node, tmp_path, capsys
 def test_a_missing_image_directory_means_no_disks(node, capsys, monkeypatch):
     monkeypatch.setenv("GLUSTER_DIR", "not-yet")
     assert run(capsys, "list") == (0, "0 disks on volume vmstore\n", "")
-
-
-def test_xattrs_are_never_read_through_a_link(node, tmp_path):
-    from ganeti_gluster.cli.imagedir import ImageDirectory
-
-    secret = outside(tmp_path)
-    images.set_metadata(str(secret), "originstname+stolen.example.com")
-    open_records.record(str(secret), "node9", True)
-    os.symlink(secret, node / "ganeti" / "evil.ext.disk0")
-    directory = ImageDirectory(str(node), "ganeti")
-    assert directory.metadata("evil.ext.disk0") is None
-    assert directory.open_modes("evil.ext.disk0") == {}
-    directory.close()
 
 
 def test_orphans_never_deletes_through_a_symlink(node, tmp_path, capsys):
@@ -352,3 +341,19 @@ def test_join_rebalance_is_a_yes_no_node_setting(node, capsys, monkeypatch):
     monkeypatch.setenv("GLUSTER_JOIN_REBALANCE", "perhaps")
     code, _, err = run(capsys, "join", *NEW, runner=FakeGluster(ORIGINAL))
     assert code == 3 and "GLUSTER_JOIN_REBALANCE" in err
+
+
+def test_remove_partial_looks_again_as_it_removes(node, tmp_path):
+    from ganeti_gluster.cli import imagedir
+    from ganeti_gluster.errors import ProviderError
+
+    recent = leftover(node, "new.ext.disk0", 5)
+    with pytest.raises(ProviderError, match="written 5 s ago"):
+        imagedir.remove_partial(str(node), "ganeti", recent.name, 60)
+    os.symlink(outside(tmp_path), node / "ganeti" / ".evil.ext.disk0.partial")
+    disk(node, "vm.ext.disk0")
+    for name in (".evil.ext.disk0.partial", "vm.ext.disk0"):
+        with pytest.raises(ProviderError, match="is not a leftover .partial file"):
+            imagedir.remove_partial(str(node), "ganeti", name, 0)
+    imagedir.remove_partial(str(node), "ganeti", recent.name, 0)
+    assert not recent.exists() and (tmp_path / "secret").exists() and (node / "ganeti" / "vm.ext.disk0").exists()

@@ -10,11 +10,12 @@ context every command gets, and the output helpers they share.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 
-from .. import config, diag, health, servers
+from .. import config, diag, fuse_worker, health, servers
 from ..errors import ProviderError
 from ..mount import VolumeMount
 from ..runner import SAFE_PATH, Runner
@@ -51,6 +52,16 @@ class Context:
     def mount(self):
         return VolumeMount(self.settings, self.runner, self.servers[0], self.settings.port,
                            self.volume)
+
+    @contextlib.contextmanager
+    def mounted(self):
+        """The volume mounted and held for a with-block; its mount point."""
+        mount = self.mount()
+        path = mount.acquire()
+        try:
+            yield path
+        finally:
+            mount.release(unmount_if_unused=True)
 
 
 def print_json(data):
@@ -133,13 +144,19 @@ def main(argv=None, runner=None):
     os.environ["PATH"] = SAFE_PATH
     diag.configure(f"ganeti-gluster {args.command}", args.debug)
     try:
-        return args.function(Context(args, runner or Runner()), args)
+        ctx = Context(args, runner or Runner())
+        # Touches of the mount run in a worker, each within io_timeout: a hung
+        # client fails the command with the reason instead of hanging it.
+        fuse_worker.configure(ctx.settings.io_timeout)
+        return args.function(ctx, args)
     except ProviderError as exc:
         diag.error(str(exc))
         return EXIT_FAILED
     except OSError as exc:
         diag.error(f"{exc.filename or ''}: {exc.strerror}" if exc.strerror else str(exc))
         return EXIT_FAILED
+    finally:
+        fuse_worker.configure(None)  # the worker ends with the command's work
 
 
 def run():

@@ -100,8 +100,8 @@ def _why_not_rebalance(ctx, args, info):
         return None
     if info.findtext("statusStr") != "Started":
         return f"volume {ctx.volume} is not started"
-    with imagedir.opened(ctx) as directory:
-        if directory.holds_any_file():
+    with ctx.mounted() as mount_path:
+        if imagedir.holds_any_file(mount_path, ctx.settings.dir):
             return (f"volume {ctx.volume} holds disk images in {ctx.settings.dir}/ and a rebalance "
                     "migrates them under running VMs (GLUSTER_JOIN_REBALANCE=yes or --rebalance "
                     "allows it)")

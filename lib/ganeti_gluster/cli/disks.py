@@ -18,28 +18,33 @@ from . import EXIT_OK, EXIT_WARNING, human_size, imagedir, print_json, table
 PARTIAL_MIN_AGE = 60
 
 
-def _disks(directory):
-    """One dict per disk image in the directory, snapshots listed with their disk."""
+def scan(ctx):
+    """(disks, .partial leftovers) on the volume, one dict each, snapshots
+    listed with their disk; what is neither is named in a warning."""
+    with ctx.mounted() as mount_path:
+        found = imagedir.scan(mount_path, ctx.settings.dir)
+    for path, what in found["skipped"]:
+        diag.warn(f"{path} is {what}, not a disk image: skipped")
     disks = {}
-    for name, info in directory.images().items():
-        metadata = directory.metadata(name) or ""
+    for name, image in found["images"].items():
+        metadata = image["metadata"] or ""
+        info = os.stat_result(image["stat"])
         disks[name] = {
-            "name": name, "size": info.st_size, "allocated": info.st_blocks * 512,
+            "name": name, "size": info.st_size, "allocated": image["blocks"] * 512,
             "instance": metadata.split("+", 1)[1] if metadata.startswith("originstname+") else None,
-            "metadata": metadata or None,
-            "open": directory.open_modes(name),
-            "device": loopdev.find(os.path.join(directory.path, name), info), "snapshots": [],
+            "metadata": metadata or None, "open": image["open"],
+            "device": loopdev.find(os.path.join(mount_path, ctx.settings.dir, name), info),
+            "snapshots": [],
         }
     for name, disk in disks.items():
         parent = name[:-len(".snap")] if name.endswith(".snap") else None
         if parent in disks:
             disks[parent]["snapshots"].append(name)
-    return [disks[n] for n in sorted(disks)]
+    return [disks[n] for n in sorted(disks)], found["partials"]
 
 
 def disks_on_volume(ctx):
-    with imagedir.opened(ctx) as directory:
-        return _disks(directory)
+    return scan(ctx)[0]
 
 
 def cmd_list(ctx, args):
@@ -77,10 +82,9 @@ def human_age(seconds):
 
 def cmd_orphans(ctx, args):
     owners = _instances(ctx, args)
-    with imagedir.opened(ctx) as directory:
-        orphans = [d for d in _disks(directory) if d["instance"] not in owners]
-        partials = directory.partials()
-        deleted = _delete(ctx, directory, list(dict.fromkeys(args.delete)), orphans, partials)
+    disks, partials = scan(ctx)
+    orphans = [d for d in disks if d["instance"] not in owners]
+    deleted = _delete(ctx, list(dict.fromkeys(args.delete)), orphans, partials)
     stale = [p for p in partials if p["age_seconds"] >= PARTIAL_MIN_AGE and p["name"] not in deleted]
     if args.json:
         print_json({"orphans": orphans, "partial": partials, "deleted": deleted})
@@ -110,7 +114,7 @@ def _print_orphans(orphans, partials, deleted):
                      f"{f', {gone} deleted' if gone else ''}\n")
 
 
-def _delete(ctx, directory, names, orphans, partials):
+def _delete(ctx, names, orphans, partials):
     """Deletes the orphans and leftovers named, once all of them are known
     to be deletable; returns their names."""
     disks = {d["name"]: d for d in orphans}
@@ -122,26 +126,17 @@ def _delete(ctx, directory, names, orphans, partials):
     for name in names:
         if name in disks and disks[name]["open"]:
             raise ProviderError(f"{name} is open on {', '.join(disks[name]['open'])}; left alone")
-        if name in leftovers:
-            _refuse_if_recent(directory, name, directory.entry(name))
+        if name in leftovers and leftovers[name]["age_seconds"] < PARTIAL_MIN_AGE:
+            raise ProviderError(f"{name} was written {leftovers[name]['age_seconds']} s ago: a create "
+                                f"or snapshot may still be making it; left alone (it can be deleted "
+                                f"once {PARTIAL_MIN_AGE} s have passed without a write)")
     for name in names:
         if name in leftovers:
-            info = directory.entry(name)
-            _refuse_if_recent(directory, name, info)
-            directory.unlink_regular(name, info)
+            with ctx.mounted() as mount_path:  # looked at again as it is removed
+                imagedir.remove_partial(mount_path, ctx.settings.dir, name, PARTIAL_MIN_AGE)
         else:
             _remove_disk(ctx, name)
     return names
-
-
-def _refuse_if_recent(directory, name, info):
-    if info is None or not stat.S_ISREG(info.st_mode):
-        raise ProviderError(f"{os.path.join(directory.path, name)} changed meanwhile; left alone")
-    age = imagedir.age_seconds(info)
-    if age < PARTIAL_MIN_AGE:
-        raise ProviderError(f"{name} was written {age} s ago: a create or snapshot may still be "
-                            f"making it; left alone (it can be deleted once {PARTIAL_MIN_AGE} s "
-                            "have passed without a write)")
 
 
 def _remove_disk(ctx, name):
@@ -157,18 +152,18 @@ def _remove_disk(ctx, name):
 
 def cmd_show(ctx, args):
     name = validate.disk_name("DISK", args.disk)
-    with imagedir.opened(ctx) as directory:
-        info = directory.entry(name)
-        image = os.path.join(directory.path, name)
-    if info is not None and not stat.S_ISREG(info.st_mode):
-        raise ProviderError(f"{image} is {imagedir.kind(info)}, not a disk image: not showing it")
+    with ctx.mounted() as mount_path:
+        mode = imagedir.look(mount_path, ctx.settings.dir, name)
+    image = os.path.join(mount_path, ctx.settings.dir, name)
+    if mode is not None and not stat.S_ISREG(mode):
+        raise ProviderError(f"{image} is {imagedir.kind(mode)}, not a disk image: not showing it")
     shown = _forms(ctx, name)
     if args.json:
         print_json(shown)
     else:
         for key, value in shown.items():
             sys.stdout.write(f"{key}:\n  " + value.replace("\n", "\n  ") + "\n")
-    if info is None:
+    if mode is None:
         diag.warn(f"there is no disk {name} on volume {ctx.volume} (no {image}): these name a "
                   "file that does not exist")
         return EXIT_WARNING
