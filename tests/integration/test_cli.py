@@ -217,7 +217,7 @@ def stderr_lines(result):
     return result.stderr.rstrip("\n").splitlines()
 
 
-def test_a_symlinked_image_is_skipped_by_list_and_orphans_and_refused_by_show(volume_root, tmp_path, disks):
+def test_a_symlinked_image_is_skipped_by_list_and_orphans_and_refused_by_show(volume_root, tmp_path):
     root, made = volume_root
     secret = node_local_file(tmp_path)
     before = os.lstat(secret)
@@ -228,8 +228,7 @@ def test_a_symlinked_image_is_skipped_by_list_and_orphans_and_refused_by_show(vo
 
     listed = cli("list", "--json")
     assert listed.returncode == 0 and name not in {d["name"] for d in json.loads(listed.stdout)}
-    assert stderr_lines(listed) == [l for l in stderr_lines(listed) if " warning: " in l] and \
-        len(stderr_lines(listed)) == 1
+    assert len(stderr_lines(listed)) == 1 and " warning: " in listed.stderr
     assert f"{link} is a symbolic link, not a disk image: skipped" in listed.stderr
 
     orphans = cli("orphans", "--instances", "-", "--delete", name, stdin="")

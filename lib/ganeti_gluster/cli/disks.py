@@ -126,10 +126,10 @@ def _delete(ctx, names, orphans, partials):
     for name in names:
         if name in disks and disks[name]["open"]:
             raise ProviderError(f"{name} is open on {', '.join(disks[name]['open'])}; left alone")
-        if name in leftovers and leftovers[name]["age_seconds"] < PARTIAL_MIN_AGE:
-            raise ProviderError(f"{name} was written {leftovers[name]['age_seconds']} s ago: a create "
-                                f"or snapshot may still be making it; left alone (it can be deleted "
-                                f"once {PARTIAL_MIN_AGE} s have passed without a write)")
+        refusal = name in leftovers and imagedir.too_recent(name, leftovers[name]["age_seconds"],
+                                                            PARTIAL_MIN_AGE)
+        if refusal:
+            raise ProviderError(refusal)
     for name in names:
         if name in leftovers:
             with ctx.mounted() as mount_path:  # looked at again as it is removed

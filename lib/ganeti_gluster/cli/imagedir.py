@@ -47,6 +47,14 @@ def age_seconds(mtime):
     return max(0, int(time.time() - mtime))
 
 
+def too_recent(name, age, min_age):
+    """Why a leftover written `age` seconds ago must stay, or None."""
+    if age >= min_age:
+        return None
+    return (f"{name} was written {age} s ago: a create or snapshot may still be making it; left "
+            f"alone (it can be deleted once {min_age} s have passed without a write)")
+
+
 class _Directory:
     """`<mount>/<dir>`, open for a with-block; fd is None when it does not exist."""
 
@@ -114,8 +122,9 @@ class _Directory:
 def scan(mount_path, directory):
     """What the image directory holds: {"images": {name: {"stat", "blocks",
     "metadata", "open"}}, "partials": [...], "skipped": [(path, what)]}.
-    Images are the regular files not hidden; partials the regular files
-    named .<disk>.partial; skipped what is neither but takes such a name."""
+    Images are the regular files not hidden, partials the regular files
+    named .<disk>.partial; skipped, entries of such names that are not
+    regular files."""
     found = {"images": {}, "partials": [], "skipped": []}
     with _Directory(mount_path, directory) as listing:
         for name in listing.names():
@@ -165,9 +174,7 @@ def remove_partial(mount_path, directory, name, min_age):
         info = listing.entry(name) if PARTIAL.match(name) else None
         if info is None or not stat.S_ISREG(info.st_mode):
             raise ProviderError(f"{path} is not a leftover .partial file (any more); left alone")
-        age = age_seconds(info.st_mtime)
-        if age < min_age:
-            raise ProviderError(f"{name} was written {age} s ago: a create or snapshot may still be "
-                                f"making it; left alone (it can be deleted once {min_age} s have "
-                                "passed without a write)")
+        refusal = too_recent(name, age_seconds(info.st_mtime), min_age)
+        if refusal:
+            raise ProviderError(refusal)
         os.unlink(name, dir_fd=listing.fd)
