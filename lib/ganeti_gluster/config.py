@@ -48,6 +48,7 @@ NODE_SETTINGS = {
     "debug": (validate.boolean, "no"),
     "call_log": (lambda s, v: v and validate.absolute_path(s, v), DEFAULT_CALL_LOG),
     "join_brick": (lambda s, v: v and validate.absolute_path(s, v), ""),
+    "join_rebalance": (validate.boolean, "no"),
     "glusterd_socket": (lambda s, v: v and validate.absolute_path(s, v), ""),
     "pool": (validate.pool, None),
 }
@@ -106,6 +107,7 @@ class Settings(Record):
     debug: bool
     call_log: str
     join_brick: str
+    join_rebalance: bool
     glusterd_socket: str
     config_path: str
 

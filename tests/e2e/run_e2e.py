@@ -257,6 +257,7 @@ def mapped_on(name, volume="gv0"):
 
 def two_nodes():
     print(f"\n$ gnt-node add --no-ssh-key-check {cluster.NODE2}   (node-add hook enabled)", flush=True)
+    held = sorted(images())  # the hook rebalances gv0 only if it holds no disk (GLUSTER_JOIN_REBALANCE=no)
     added = cluster.add_node2(join_hook=True)
     one, two = cluster.NODE, cluster.NODE2
     info = cluster.gluster("volume", "info", "gv0").stdout
@@ -268,6 +269,7 @@ def two_nodes():
                     any(two in line and "Connected" in line for line in pool.splitlines())),
               check(context, "the hook added node 2's brick to gv0", f"{two}:{cluster.JOIN_BRICK}" in info),
               check(context, "gv0 is now distributed over both nodes", "Number of Bricks: 2" in info),
+              check(context, "gv0 held no disk images, so the hook rebalanced it", held == []),
               check(context, "the hook's rebalance completed", "completed" in rebalance)]
     if not all(checks):
         print(added.stdout[-2000:] + added.stderr[-2000:])

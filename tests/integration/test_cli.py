@@ -3,11 +3,14 @@ network namespaces for join)."""
 
 import json
 import os
+import signal
 import subprocess
+import time
 
 import pytest
 
-from conftest import CONFIG, ROOT, run
+from conftest import CONFIG, MOUNT_BASE, ROOT, image_path, run
+from support import fuse_client_pid
 
 CLI = os.path.join(ROOT, "bin", "ganeti-gluster")
 HARNESS = os.path.join(ROOT, "tests", "harness", "local_gluster.py")
@@ -160,14 +163,155 @@ def test_status_and_prometheus_textfile(tmp_path, disks):
     assert json.loads(cli("status", "--json").stdout)["disks_attached_here"] >= 1
 
 
-def test_show_gives_uri_qemu_and_libvirt_forms_with_every_server():
-    shown = json.loads(cli("show", "web1.ext.disk0", "--json").stdout)
+def test_show_gives_uri_qemu_and_libvirt_forms_with_every_server(disks):
+    name = disks.name()
+    run("create", {"VOL_NAME": name, "VOL_SIZE": "8"}, check=True)
+    result = cli("show", name, "--json")
+    assert result.returncode == 0 and result.stderr == ""
+    shown = json.loads(result.stdout)
+    assert shown["uri"] == f"gluster://127.0.0.1:24007/gv0/ganeti/{name}"
+    absent = cli("show", "web1.ext.disk0", "--json")
+    assert absent.returncode == 1 and "there is no disk web1.ext.disk0 on volume gv0" in absent.stderr
+    shown = json.loads(absent.stdout)
     assert shown["uri"] == "gluster://127.0.0.1:24007/gv0/ganeti/web1.ext.disk0"
     assert "file.server.1.host=127.0.0.2" in shown["qemu_drive_all_servers"]
     blockdev = json.loads(shown["qemu_blockdev"].split("'")[1])
     assert [s["host"] for s in blockdev["server"]] == ["127.0.0.1", "127.0.0.2"]
     assert "<host name='127.0.0.2' port='24007'/>" in shown["libvirt_xml"]
     assert cli("show", "../etc").returncode == 3
+
+
+# -- nothing the volume says is followed -----------------------------------------------------
+
+@pytest.fixture
+def volume_root(disks):
+    """gv0's mount root, kept mounted by an attached disk; whatever the test
+    puts there is removed afterwards."""
+    name = disks.name()
+    run("create", {"VOL_NAME": name, "VOL_SIZE": "8"}, check=True)
+    run("attach", {"VOL_NAME": name}, check=True)
+    root = os.path.join(MOUNT_BASE, "gv0")
+    made = []
+    yield root, made
+    for path in made:
+        os.unlink(path)
+
+
+def node_local_file(tmp_path):
+    """A file of this node's own, which the volume's symlinks point at."""
+    local = tmp_path / "node-local"
+    local.mkdir(exist_ok=True)
+    secret = local / "secret.ext.disk0"
+    secret.write_bytes(b"node-local data\n")
+    return secret
+
+
+def untouched(path, stat_before):
+    after = os.lstat(path)
+    return (path.read_bytes() == b"node-local data\n" and os.listxattr(path) == []
+            and (after.st_mtime_ns, after.st_ctime_ns, after.st_size)
+            == (stat_before.st_mtime_ns, stat_before.st_ctime_ns, stat_before.st_size))
+
+
+def stderr_lines(result):
+    return result.stderr.rstrip("\n").splitlines()
+
+
+def test_a_symlinked_image_is_skipped_by_list_and_orphans_and_refused_by_show(volume_root, tmp_path):
+    root, made = volume_root
+    secret = node_local_file(tmp_path)
+    before = os.lstat(secret)
+    link = image_path(f"it-link-{os.getpid()}.ext.disk0")
+    os.symlink(secret, link)
+    made.append(link)
+    name = os.path.basename(link)
+
+    listed = cli("list", "--json")
+    assert listed.returncode == 0 and name not in {d["name"] for d in json.loads(listed.stdout)}
+    assert len(stderr_lines(listed)) == 1 and " warning: " in listed.stderr
+    assert f"{link} is a symbolic link, not a disk image: skipped" in listed.stderr
+
+    orphans = cli("orphans", "--instances", "-", "--delete", name, stdin="")
+    assert orphans.returncode == 3 and orphans.stdout == ""
+    assert len(stderr_lines(orphans)) == 2  # the warning, and the refusal
+    assert f"not orphans or .partial leftovers (or not on gv0), left alone: {name}" in orphans.stderr
+    assert os.path.islink(link)
+
+    shown = cli("show", name)
+    assert shown.returncode == 3 and shown.stdout == ""
+    assert stderr_lines(shown) == [f"ganeti-gluster show: error: {link} is a symbolic link, not a disk "
+                                   "image: not showing it"]
+    assert untouched(secret, before)
+
+
+@pytest.mark.parametrize("command", [["list"], ["orphans", "--instances", "-"], ["show", "secret.ext.disk0"],
+                                     ["status"]])
+def test_a_symlinked_image_directory_is_refused(volume_root, tmp_path, command):
+    root, made = volume_root
+    secret = node_local_file(tmp_path)
+    before = os.lstat(secret)
+    directory = f"it-linkdir-{os.getpid()}"
+    os.symlink(secret.parent, os.path.join(root, directory))
+    made.append(os.path.join(root, directory))
+    result = cli(*command, stdin="", env={"GLUSTER_DIR": directory})
+    assert result.returncode == 3 and result.stdout == ""
+    assert stderr_lines(result) == [
+        f"ganeti-gluster {command[0]}: error: {root}/{directory} is a symbolic link (to {secret.parent}), "
+        "not a directory: refusing to follow it"]
+    assert untouched(secret, before)
+    nested = cli(*command, stdin="", env={"GLUSTER_DIR": f"{directory}/deeper"})
+    assert nested.returncode == 3 and f"{root}/{directory} is a symbolic link" in nested.stderr
+
+
+def test_orphans_shows_a_killed_creates_partial_file_and_deletes_it_once_old(volume_root, disks):
+    name = disks.name()
+    partial = image_path(f".{name}.partial")
+    create = subprocess.Popen([os.path.join(ROOT, "providers", "gluster", "create")],
+                              env={"PATH": "/usr/bin:/bin", "GLUSTER_CONFIG": CONFIG, "VOL_NAME": name,
+                                   "VOL_SIZE": "2048", "EXTP_PREALLOCATION": "full"},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while not (os.path.exists(partial) and os.path.getsize(partial)) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.killpg(create.pid, signal.SIGKILL)  # the script and its FUSE worker, as a node crash would
+    create.wait()
+    time.sleep(0.5)  # the killed worker's last write lands
+    assert os.path.exists(partial), "create did not leave a .partial file"
+    assert not os.path.exists(image_path(name))
+    size = os.path.getsize(partial)
+
+    listed = cli("orphans", "--instances", "-", "--json", stdin="")
+    shown = {p["name"]: p for p in json.loads(listed.stdout)["partial"]}
+    leftover = shown[os.path.basename(partial)]
+    assert leftover["disk"] == name and leftover["size"] == size and leftover["age_seconds"] < 60
+    refused = cli("orphans", "--instances", "-", "--delete", os.path.basename(partial), stdin="")
+    assert refused.returncode == 3 and "may still be making it; left alone" in refused.stderr
+    assert os.path.exists(partial)
+
+    os.utime(partial, (time.time() - 7200, time.time() - 7200))  # two hours later
+    table = cli("orphans", "--instances", "-", stdin="").stdout
+    line = next(l for l in table.splitlines() if l.startswith(os.path.basename(partial) + " "))
+    assert line.split()[-2:] == ["2", "h"]
+    deleted = cli("orphans", "--instances", "-", "--delete", os.path.basename(partial), "--json", stdin="")
+    assert deleted.returncode in (0, 1), deleted.stderr  # 1: orphaned disks (the fixture's) are left
+    assert json.loads(deleted.stdout)["deleted"] == [os.path.basename(partial)]
+    assert not os.path.exists(partial)
+
+
+@pytest.mark.parametrize("command", [["list"], ["orphans", "--instances", "-"], ["show", "x.ext.disk0"]])
+def test_a_stopped_client_ends_the_command_within_io_timeout(volume_root, command):
+    root, _ = volume_root
+    pid = fuse_client_pid(root)
+    os.kill(pid, signal.SIGSTOP)  # as a client stuck on a dead brick looks
+    try:
+        started = time.monotonic()
+        result = cli(*command, stdin="", env={"GLUSTER_IO_TIMEOUT": "2"})
+        elapsed = time.monotonic() - started
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert result.returncode == 3 and result.stdout == "" and elapsed < 2 + 3, (elapsed, result)
+    assert stderr_lines(result)[-1].startswith(f"ganeti-gluster {command[0]}: error: ")
+    assert "did not finish within 2 s (io_timeout)" in result.stderr and f"pid {pid} is stopped" in result.stderr
 
 
 def test_unreachable_servers_exit_3_with_a_reason():
@@ -208,3 +352,52 @@ def test_join_adds_a_new_replica_set_and_rebalances(hosts, tmp_path):
     info = subprocess.run(["/usr/bin/python3", HOSTS, "cli", "1", "volume", "info", "mr3"],
                           capture_output=True, text=True).stdout
     assert "Number of Bricks: 2 x 3 = 6" in info
+
+
+def test_join_queue_keeps_bricks_until_added_and_leaves_a_volume_with_disks_unbalanced(hosts, tmp_path):
+    pid = open("/tmp/ganeti-gluster-hosts/host1/glusterd.pid").read().strip()
+    config = tmp_path / "gluster.env"
+    config.write_text(f"GLUSTER_SERVERS=10.78.0.11\nGLUSTER_VOLUME=mr3\nGLUSTER_MOUNT_BASE={tmp_path}/mnt\n"
+                      "GLUSTER_UNMOUNT_DELAY=0\nGLUSTER_CALL_LOG=\n")
+    config.chmod(0o600)
+    queue = tmp_path / "queue"
+    brick = {i: f"10.78.0.1{i}:/tmp/ganeti-gluster-hosts/host{i}/brick/mr3" for i in (4, 5, 6)}
+
+    def join(*args):  # on a GlusterFS server: host 1's namespaces, as the node-add hook runs
+        return subprocess.run(["nsenter", "-t", pid, "-m", "-n", CLI, "join", "--queue", str(queue),
+                               "--yes", "--timeout", "120", *args], capture_output=True, text=True,
+                              timeout=600, env={"PATH": "/usr/bin:/bin", "GLUSTER_CONFIG": str(config)})
+
+    def volume_info():
+        return subprocess.run(["/usr/bin/python3", HOSTS, "cli", "1", "volume", "info", "mr3"],
+                              capture_output=True, text=True).stdout
+
+    run("create", {"VOL_NAME": "held.ext.disk0", "VOL_SIZE": "8"}, check=True, config=str(config))
+    try:
+        assert "waiting for 2 more" in join("--brick", brick[4]).stdout
+        assert "waiting for 1 more" in join("--brick", brick[5]).stdout
+        # without force, glusterd refuses bricks on the root file system: add-brick fails
+        failed = join("--brick", brick[6])
+        assert failed.returncode == 3, failed.stdout + failed.stderr
+        assert "root partition" in failed.stderr and f"the bricks stay queued in {queue}" in failed.stderr
+        assert queue.read_text() == "".join(f"{brick[i]}\n" for i in (4, 5, 6))
+        assert "Number of Bricks: 1 x 3 = 3" in volume_info()
+
+        done = join("--brick", brick[6], "--force")
+        assert done.returncode == 0, done.stderr
+        assert queue.read_text() == ""
+        assert "Number of Bricks: 2 x 3 = 6" in volume_info()
+        assert ("rebalance skipped: volume mr3 holds disk images in ganeti/ and a rebalance migrates them "
+                "under running VMs (GLUSTER_JOIN_REBALANCE=yes or --rebalance allows it), run gluster "
+                "volume rebalance mr3 start when convenient\n") in done.stdout
+        assert "gluster volume rebalance mr3 start" not in done.stdout.splitlines()
+        rebalance = subprocess.run(["nsenter", "-t", pid, "-m", "-n", "gluster", "--mode=script", "volume",
+                                    "rebalance", "mr3", "status"], capture_output=True, text=True)
+        assert "not started" in (rebalance.stdout + rebalance.stderr).lower(), rebalance
+
+        again = join("--brick", brick[4])
+        assert again.returncode == 0
+        assert again.stdout.startswith(f"{brick[4]} is in volume already: dropped from the queue\n")
+        assert queue.read_text() == ""
+    finally:
+        run("remove", {"VOL_NAME": "held.ext.disk0"}, config=str(config))

@@ -480,18 +480,7 @@ def test_open_records_set_list_forget(tmp_path):
     assert list(open_records.read(path)) == ["node2"]
 
 
-# -- ganeti-gluster join's queue --------------------------------------------------------------
-
-def test_join_queue_waits_for_whole_replica_sets(tmp_path, capsys):
-    from ganeti_gluster import cli
-
-    queue = str(tmp_path / "queue")
-    assert cli._queued(queue, [("n1", "/b")], 3) == []
-    assert cli._queued(queue, [("n2", "/b"), ("n1", "/b")], 3) == []
-    assert "waiting for 1 more" in capsys.readouterr().out
-    assert cli._queued(queue, [("n3", "/b"), ("n4", "/b")], 3) == [("n1", "/b"), ("n2", "/b"), ("n3", "/b")]
-    assert open(queue).read() == "n4:/b\n"
-
+# -- ganeti-gluster join's tools --------------------------------------------------------------
 
 def test_local_gluster_commands_use_the_configured_glusterd_socket():
     from ganeti_gluster import gluster_cli
