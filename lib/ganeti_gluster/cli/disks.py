@@ -33,7 +33,8 @@ def scan(ctx):
             "name": name, "size": info.st_size, "allocated": image["blocks"] * 512,
             "instance": metadata.split("+", 1)[1] if metadata.startswith("originstname+") else None,
             "metadata": metadata or None, "open": image["open"],
-            "device": loopdev.find(os.path.join(mount_path, ctx.settings.dir, name), info),
+            "device": loopdev.find(os.path.join(mount_path, ctx.settings.dir, name), info, None,
+                                  mount_path, ctx.settings.node_name),
             "snapshots": [],
         }
     for name, disk in disks.items():
