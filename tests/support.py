@@ -1,6 +1,7 @@
 """What the integration tests and the fault suite share: running the real
 provider scripts against the private GlusterFS, and checking data."""
 
+import contextlib
 import hashlib
 import mmap
 import os
@@ -90,3 +91,15 @@ def fuse_client_pid(mount_point):
             if argv[0].endswith(b"glusterfs") and mount_point.encode() in argv:
                 return int(entry)
     return None
+
+
+@contextlib.contextmanager
+def held_open(path):
+    """A process (sleep) holding `path` open for the with-block, as a running VM holds its disk."""
+    with open(path, "rb") as handle:
+        holder = subprocess.Popen(["sleep", "600"], stdin=handle)
+    try:
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait()

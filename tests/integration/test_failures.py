@@ -8,7 +8,7 @@ import time
 import pytest
 
 from conftest import MOUNT_BASE, image_path, loop_devices_of, run
-from support import fuse_client_pid
+from support import fuse_client_pid, held_open
 
 
 def listing(volume="gv0"):
@@ -116,15 +116,11 @@ def test_dead_mount_with_a_held_loop_device_is_reported_clearly(disks):
     name = disks.name()
     run("create", {"VOL_NAME": name, "VOL_SIZE": "8"}, check=True)
     device = run("attach", {"VOL_NAME": name}, check=True).stdout.split("\n")[0]
-    holder = subprocess.Popen(["sleep", "600"], stdin=open(device, "rb"))
-    try:
+    with held_open(device) as holder:
         _kill_client_of_gv0()
         result = run("attach", {"VOL_NAME": name}, check=False)
         assert device in result.stderr and name in result.stderr
         assert f"pid {holder.pid}" in result.stderr and "detach" in result.stderr
-    finally:
-        holder.kill()
-        holder.wait()
     # detach works on the dead mount, then everything recovers.
     run("detach", {"VOL_NAME": name}, check=True)
     assert loop_devices_of(image_path(name)) == []

@@ -11,7 +11,7 @@ import pytest
 
 from conftest import CONFIG, MOUNT_BASE, PROVIDER, image_path, loop_devices_of
 from conftest import run as run_script
-from support import fuse_client_pid
+from support import fuse_client_pid, held_open
 
 GV0 = os.path.join(MOUNT_BASE, "gv0")
 HOSTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "harness",
@@ -154,16 +154,12 @@ def test_detach_fails_while_the_loop_device_is_held_and_remove_refuses(disks):
     name = disks.name()
     run("create", {"VOL_NAME": name, "VOL_SIZE": "8"}, check=True)
     device = run("attach", {"VOL_NAME": name}, check=True).stdout.split("\n")[0]
-    holder = subprocess.Popen(["sleep", "600"], stdin=open(device, "rb"))
-    try:
+    with held_open(device) as holder:
         result = run("detach", {"VOL_NAME": name}, check=False)
         assert device in result.stderr and f"pid {holder.pid} (sleep)" in result.stderr
         result = run("remove", {"VOL_NAME": name}, check=False)
         assert f"loop device {device}" in result.stderr
         assert os.path.exists(image_path(name))
-    finally:
-        holder.kill()
-        holder.wait()
     run("detach", {"VOL_NAME": name}, check=True)
     assert loop_devices_of(image_path(name)) == []
     run("remove", {"VOL_NAME": name}, check=True)
@@ -172,14 +168,10 @@ def test_detach_fails_while_the_loop_device_is_held_and_remove_refuses(disks):
 def test_remove_refuses_while_a_process_has_the_image_open(disks):
     name = disks.name()
     run("create", {"VOL_NAME": name, "VOL_SIZE": "8"}, check=True)
-    holder = subprocess.Popen(["sleep", "600"], stdin=open(image_path(name), "rb"))
-    try:
+    with held_open(image_path(name)) as holder:
         result = run("remove", {"VOL_NAME": name}, check=False)
         assert f"pid {holder.pid} (sleep)" in result.stderr
         assert os.path.exists(image_path(name))
-    finally:
-        holder.kill()
-        holder.wait()
     run("remove", {"VOL_NAME": name}, check=True)
 
 
