@@ -76,26 +76,35 @@ def heartbeat():
 
 # -- the script's side -------------------------------------------------------------
 
+class _WorkerGone(Exception):
+    """The worker's end of the pipe closed: it died."""
+
+
 def _call(key, what, args):
     pid, request_fd, reply_fd = _worker or _start_worker()
-    _send(request_fd, (key, args))
     deadline = time.monotonic() + _seconds
-    while True:
-        reply = _receive(reply_fd, deadline)
-        if reply is None:
-            _abandon_worker()
-            raise ProviderError(_hung(what, args[0]))
-        if reply[0] == "beat":
+    try:
+        _send(request_fd, (key, args))
+        while True:
+            reply = _receive(reply_fd, deadline)
+            if reply is None:
+                _abandon_worker()
+                raise ProviderError(_hung(what, args[0]))
+            if reply[0] != "beat":
+                break
             deadline = time.monotonic() + _seconds
-            continue
-        if reply[0] == "ok":
-            return _decode(reply[1])
-        _, kind, details = reply
-        if kind == "OSError":
-            raise OSError(*details)
-        if kind in _ERRORS:
-            raise _ERRORS[kind](details)
-        raise RuntimeError(f"in the worker: {details}")
+    except (_WorkerGone, BrokenPipeError):
+        _abandon_worker()
+        raise ProviderError(f"{what} {args[0]}: the worker process that touches the mount ended "
+                            "unexpectedly") from None
+    if reply[0] == "ok":
+        return _decode(reply[1])
+    _, kind, details = reply
+    if kind == "OSError":
+        raise OSError(*details)
+    if kind in _ERRORS:
+        raise _ERRORS[kind](details)
+    raise RuntimeError(f"in the worker: {details}")
 
 
 def _hung(what, path):
@@ -141,7 +150,7 @@ def _abandon_worker():
 
 
 def _receive(fd, deadline):
-    """One message from the worker, or None at the deadline (or if it died)."""
+    """One message from the worker, or None at the deadline."""
     header = _read_exactly(fd, _FRAME.size, deadline)
     if header is None:
         return None
@@ -159,7 +168,7 @@ def _read_exactly(fd, count, deadline):
             return None
         chunk = os.read(fd, count - len(data))
         if not chunk:
-            return None
+            raise _WorkerGone()
         data += chunk
     return data
 

@@ -32,6 +32,11 @@ def fail(path, kind):
     return open(os.path.join(path, "missing")).read()
 
 
+@isolated("dying on")
+def die(path):
+    os._exit(3)
+
+
 @pytest.fixture
 def bound():
     fuse_worker.configure(1.0)
@@ -67,3 +72,9 @@ def test_a_touch_past_its_bound_fails_at_the_bound_and_a_new_worker_follows(boun
 
 def test_heartbeats_keep_long_work_alive(bound):
     assert sleep_on("/", 0.6, 3) != os.getpid()  # 1.8 s in all, a beat every 0.6 s
+
+
+def test_a_worker_that_dies_is_reported_and_replaced(bound):
+    with pytest.raises(ProviderError, match="dying on /x: the worker process that touches the mount ended"):
+        die("/x")
+    assert sleep_on("/", 0, 0) != os.getpid()
