@@ -36,9 +36,7 @@ class Disk:
     def stat(self):
         """lstat of the image, None if there is none; refuses a symlink or
         anything else that is not a regular file, in the image or on the way."""
-        if not images.check_directory(self.mount.path, self.location.directory):
-            return None
-        return images.stat_image(self.path)
+        return images.find_image(self.mount.path, self.location.directory, self.location.name)
 
     def require(self):
         info = self.stat()

@@ -54,7 +54,6 @@ def _lstat(path):
         raise kind(f"cannot look at {path}: {exc.strerror}") from None
 
 
-@isolated("looking at")
 def stat_image(path):
     """lstat of the disk, or None if there is none; refuses anything but a
     regular file."""
@@ -64,7 +63,22 @@ def stat_image(path):
     return info
 
 
-@isolated("checking the directory")
+@isolated("looking at")
+def find_image(mount_point, directory, name):
+    """lstat of <mount_point>/<directory>/<name>, or None if there is none;
+    refuses a symlink or anything else that is not a regular file, in the
+    image or on the way to it. One touch of the worker: attach runs it
+    constantly."""
+    if not check_directory(mount_point, directory):
+        return None
+    return stat_image(os.path.join(mount_point, directory, name))
+
+
+@isolated("making the directory")
+def make_directory(mount_point, directory):
+    check_directory(mount_point, directory, True)
+
+
 def check_directory(mount_point, directory, create=False):
     """Whether <mount_point>/<directory> exists, every step of it a real
     directory (a symlink there could lead anywhere on this node); with

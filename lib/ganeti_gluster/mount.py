@@ -152,13 +152,10 @@ class VolumeMount:
         """Whether O_DIRECT writes through this mount reach the bricks before
         they are acknowledged, read from the client's own graph (.meta): True
         when write-behind is absent or has strict-O_DIRECT on."""
-        graph = os.path.join(self.path, ".meta", "graphs", "active")
-        option = os.path.join(graph, f"{self.volume}-write-behind", "options", "strict-O_DIRECT")
+        write_behind = os.path.join(self.path, ".meta", "graphs", "active",
+                                    f"{self.volume}-write-behind")
         try:
-            value = _graph_option(option)
-            if value is None:
-                return not _is_directory(os.path.join(graph, f"{self.volume}-write-behind"))
-            return value.strip() in ("on", "yes", "true", "enable", "1")
+            return _strict_o_direct(write_behind)
         except OSError as exc:
             raise ProviderError(f"cannot read the client graph of volume {self.volume}: "
                                 f"{exc.strerror}") from None
@@ -292,15 +289,11 @@ def _statvfs(path):
 
 
 @isolated("reading the client graph")
-def _graph_option(path):
-    """An option's value in the client's .meta graph; None if it has none."""
+def _strict_o_direct(write_behind):
+    """Whether the write-behind translator of a client graph is absent or
+    has strict-O_DIRECT on."""
     try:
-        with open(path) as handle:
-            return handle.read(4096)
+        with open(os.path.join(write_behind, "options", "strict-O_DIRECT")) as handle:
+            return handle.read(4096).strip() in ("on", "yes", "true", "enable", "1")
     except FileNotFoundError:
-        return None
-
-
-@isolated("reading the client graph")
-def _is_directory(path):
-    return os.path.isdir(path)
+        return not os.path.isdir(write_behind)

@@ -41,7 +41,7 @@ def create(request, settings, runner, args):
                                     "left it alone")
             diag.info(f"disk {disk.name} already exists with {request.size_mib} MiB")
         else:
-            images.check_directory(disk.mount.path, disk.location.directory, True)  # creating it
+            images.make_directory(disk.mount.path, disk.location.directory)
             images.create(disk.path, size, settings.preallocation)
             diag.debug(f"created {disk.path} ({request.size_mib} MiB, {settings.preallocation})")
     return _result_for_design(request, [], [disk.location.uri])
