@@ -346,60 +346,6 @@ def killed_midway(report):
         discard(env)
 
 
-HUNG_IO_TIMEOUT = 10
-
-
-@scenario("hung FUSE client", f"SIGSTOP the FUSE client of fv1 (io_timeout {HUNG_IO_TIMEOUT} s) during "
-          "attach, create and a snapshot's copy, with a second script waiting on the disk")
-def hung_client(report):
-    env = new_disk(512, GLUSTER_IO_TIMEOUT=str(HUNG_IO_TIMEOUT))
-    snap = {"VOL_NAME": env["VOL_NAME"] + ".snap", "GLUSTER_IO_TIMEOUT": str(HUNG_IO_TIMEOUT)}
-    pid = None
-    try:
-        device = attach(env)
-        subprocess.run([WRITER, device, "0", "256", "55"], check=True, capture_output=True)
-        times = {}
-        pid = _client_pid("fv1")
-        os.kill(pid, signal.SIGSTOP)
-        for action, extra in (("attach", {}), ("create", {"VOL_NAME": "fault-hung.ext.disk0",
-                                                          "VOL_SIZE": "8"})):
-            started = time.monotonic()
-            result = provider(action, {**env, **extra}, timeout=120)
-            times[action] = time.monotonic() - started
-            if result.returncode == 0 or f"pid {pid} is stopped" not in result.stderr:
-                raise Wrong(f"{action} on a stopped client: {result.stderr.strip() or 'succeeded'}")
-        os.kill(pid, signal.SIGCONT)
-        # The snapshot's copy stalls half-way; an attach of the same disk waits on its lock.
-        partial = os.path.join(os.path.dirname(image(env["VOL_NAME"])), f".{snap['VOL_NAME']}.partial")
-        copying = start_script("snapshot", {**env, "VOL_SNAPSHOT_NAME": snap["VOL_NAME"]})
-        wait_for("the snapshot's partial file", lambda: os.path.exists(partial), 30)
-        os.kill(pid, signal.SIGSTOP)
-        stopped_at = time.monotonic()
-        waiting = start_script("attach", env)
-        _, stderr = copying.communicate(timeout=120)
-        times["snapshot"] = time.monotonic() - stopped_at
-        waiting.communicate(timeout=120)
-        times["attach waiting on it"] = time.monotonic() - stopped_at
-        if copying.returncode == 0 or f"pid {pid} is stopped" not in stderr:
-            raise Wrong(f"a snapshot stalled mid-copy: {stderr.strip() or 'succeeded'}")
-        os.kill(pid, signal.SIGCONT)
-        pid = None
-        bad = verify_blocks(attach(env), 55, range(256))
-        slowest = max(times.values())
-        report("each failed naming the stopped client: " +
-               ", ".join(f"{what} {seconds:.1f} s" for what, seconds in times.items()) +
-               "; the disk works at once after SIGCONT", slowest, f"{256 - len(bad)}/256 MiB intact")
-        if slowest > 2 * HUNG_IO_TIMEOUT + 5:
-            raise Wrong(f"a script took {slowest:.1f} s, more than twice io_timeout")
-        if bad:
-            raise Wrong(f"data changed: {bad}")
-    finally:
-        if pid:
-            os.kill(pid, signal.SIGCONT)
-        discard(snap)
-        discard(env)
-
-
 @scenario("load", "32 concurrent create/attach/detach/grow/remove loops + 8 concurrent attaches of one disk")
 def load(report):
     shared = new_disk(16)
@@ -530,6 +476,60 @@ def several_servers(report):
 
 
 # -- the table -----------------------------------------------------------------
+
+HUNG_IO_TIMEOUT = 10
+
+
+@scenario("hung FUSE client", f"SIGSTOP the FUSE client of fv1 (io_timeout {HUNG_IO_TIMEOUT} s) during "
+          "attach, create and a snapshot's copy, with a second script waiting on the disk")
+def hung_client(report):
+    env = new_disk(512, GLUSTER_IO_TIMEOUT=str(HUNG_IO_TIMEOUT))
+    snap = {"VOL_NAME": env["VOL_NAME"] + ".snap", "GLUSTER_IO_TIMEOUT": str(HUNG_IO_TIMEOUT)}
+    pid = None
+    try:
+        device = attach(env)
+        subprocess.run([WRITER, device, "0", "256", "55"], check=True, capture_output=True)
+        times = {}
+        pid = _client_pid("fv1")
+        os.kill(pid, signal.SIGSTOP)
+        for action, extra in (("attach", {}), ("create", {"VOL_NAME": "fault-hung.ext.disk0",
+                                                          "VOL_SIZE": "8"})):
+            started = time.monotonic()
+            result = provider(action, {**env, **extra}, timeout=120)
+            times[action] = time.monotonic() - started
+            if result.returncode == 0 or f"pid {pid} is stopped" not in result.stderr:
+                raise Wrong(f"{action} on a stopped client: {result.stderr.strip() or 'succeeded'}")
+        os.kill(pid, signal.SIGCONT)
+        # The snapshot's copy stalls half-way; an attach of the same disk waits on its lock.
+        partial = os.path.join(os.path.dirname(image(env["VOL_NAME"])), f".{snap['VOL_NAME']}.partial")
+        copying = start_script("snapshot", {**env, "VOL_SNAPSHOT_NAME": snap["VOL_NAME"]})
+        wait_for("the snapshot's partial file", lambda: os.path.exists(partial), 30)
+        os.kill(pid, signal.SIGSTOP)
+        stopped_at = time.monotonic()
+        waiting = start_script("attach", env)
+        _, stderr = copying.communicate(timeout=120)
+        times["snapshot"] = time.monotonic() - stopped_at
+        waiting.communicate(timeout=120)
+        times["attach waiting on it"] = time.monotonic() - stopped_at
+        if copying.returncode == 0 or f"pid {pid} is stopped" not in stderr:
+            raise Wrong(f"a snapshot stalled mid-copy: {stderr.strip() or 'succeeded'}")
+        os.kill(pid, signal.SIGCONT)
+        pid = None
+        bad = verify_blocks(attach(env), 55, range(256))
+        slowest = max(times.values())
+        report("each failed naming the stopped client: " +
+               ", ".join(f"{what} {seconds:.1f} s" for what, seconds in times.items()) +
+               "; the disk works at once after SIGCONT", slowest, f"{256 - len(bad)}/256 MiB intact")
+        if slowest > 2 * HUNG_IO_TIMEOUT + 5:
+            raise Wrong(f"a script took {slowest:.1f} s, more than twice io_timeout")
+        if bad:
+            raise Wrong(f"data changed: {bad}")
+    finally:
+        if pid:
+            os.kill(pid, signal.SIGCONT)
+        discard(snap)
+        discard(env)
+
 
 def main(names):
     setup()
