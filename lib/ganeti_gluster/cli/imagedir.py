@@ -23,7 +23,7 @@ import time
 
 from .. import images, open_records
 from ..errors import ProviderError
-from ..fuse_worker import isolated
+from ..fuse_worker import heartbeat, isolated
 
 _DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # images.partial_path: ".<disk>.partial", made by a create or snapshot and
@@ -128,6 +128,7 @@ def scan(mount_path, directory):
     found = {"images": {}, "partials": [], "skipped": []}
     with _Directory(mount_path, directory) as listing:
         for name in listing.names():
+            heartbeat()  # io_timeout bounds each entry, not a listing of 10,000 disks
             match = PARTIAL.match(name)
             info = listing.entry(name) if match or not name.startswith(".") else None
             if info is None:
