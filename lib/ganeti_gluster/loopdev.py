@@ -123,7 +123,7 @@ def find(image_path, image_stat, hint=None, mount_point=None, node=None):
 
     if hint and usable(os.path.basename(hint)):
         return hint
-    for name in _sized_loop_devices():
+    for name in procfs.sized_loop_devices():
         if usable(name):
             return "/dev/" + name
     return None
@@ -131,18 +131,8 @@ def find(image_path, image_stat, hint=None, mount_point=None, node=None):
 
 def all_of(image_path, image_stat, mount_point=None):
     """Every loop device backed by this file, those being detached too."""
-    return ["/dev/" + name for name in _sized_loop_devices()
+    return ["/dev/" + name for name in procfs.sized_loop_devices()
             if _backs(name, image_path, image_stat, mount_point)]
-
-
-def _sized_loop_devices():
-    """Names of the loop devices that have a size, from /proc/partitions: one
-    read, where /sys/block keeps an entry for every loop device ever made
-    (a node that ran 200 disks scanned 200 entries per look, 1.1 ms). A disk
-    image is never empty, so its loop device is among these."""
-    with open("/proc/partitions") as handle:
-        return [fields[3] for fields in map(str.split, handle)
-                if len(fields) == 4 and fields[3].startswith("loop")]
 
 
 def users_of(directory):

@@ -1,5 +1,6 @@
-"""Every scan of /proc: mounts, the glusterfs clients serving them, and who
-holds a file or device open. Nothing here touches a FUSE mount."""
+"""Every scan of /proc: mounts, the glusterfs clients serving them, who
+holds a file or device open, the loop devices in use. Nothing here touches a
+FUSE mount."""
 
 import os
 
@@ -38,6 +39,16 @@ def mounts_of_device(dev_number):
     with open("/proc/self/mountinfo") as handle:
         return [_unescape(fields[4]) for fields in map(str.split, handle)
                 if len(fields) > 4 and fields[2] == dev_number]
+
+
+def sized_loop_devices():
+    """Names of the loop devices that have a size, from /proc/partitions: one
+    read, where /sys/block keeps an entry for every loop device ever made
+    (a node that ran 200 disks scanned 200 entries per look, 1.1 ms). A disk
+    image is never empty, so its loop device is among these."""
+    with open("/proc/partitions") as handle:
+        return [fields[3] for fields in map(str.split, handle)
+                if len(fields) == 4 and fields[3].startswith("loop")]
 
 
 def _pids():

@@ -91,7 +91,7 @@ def install(monkeypatch, runner):
     monkeypatch.setattr(procfs, "mount_entry", runner.mount_entry)
     monkeypatch.setattr(procfs, "holders_of", lambda path: [])
     monkeypatch.setattr(loopdev, "_read", runner.sysfs)
-    monkeypatch.setattr(loopdev, "_sized_loop_devices", lambda: list(runner.loops))
+    monkeypatch.setattr(procfs, "sized_loop_devices", lambda: list(runner.loops))
     monkeypatch.setattr(loopdev, "bound_devices",
                         lambda: [("/dev/" + n, loop.path) for n, loop in runner.loops.items()])
     monkeypatch.setattr(loopdev, "_backing_inode", lambda device, node=None: getattr(
