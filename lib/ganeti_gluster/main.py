@@ -92,6 +92,7 @@ def _execute(action, args, environ, runner):
     try:
         from . import config, operations, request
 
+        fuse_worker.start()
         req = request.parse(action, environ)
         settings = config.load(req.params, environ, req.pool,
                                strict=action in request.CREATING_ACTIONS)
