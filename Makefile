@@ -24,7 +24,7 @@ faults: deps
 	tests/faults/run
 
 e2e: deps
-	tests/e2e/run
+	tests/e2e/run $(PLATFORM)
 
 bench: deps
 	bench/run

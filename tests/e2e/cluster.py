@@ -1,4 +1,11 @@
-"""A real Ganeti 3.0 cluster on this machine, for make e2e.
+"""A real Ganeti cluster on this machine, for make e2e.
+
+Two platforms (E2E_PLATFORM): debian12 runs this machine's own Debian 12
+Ganeti 3.0; debian13 runs both nodes in a Debian 13 root (tests/e2e/trixie-root:
+Ganeti 3.1, GlusterFS 11, QEMU 10) that each node's mount namespace pivots
+into, with STATE bind-mounted at the same path so that bricks and state read
+the same from here and from inside. PLATFORM says which; host() turns a path
+on a node into the path from here.
 
 Node 1 lives in its own network namespace (veth to the root namespace,
 address 10.79.0.11, a bridge for instance NICs), UTS namespace (host name
@@ -48,6 +55,36 @@ SAVED = ["/root/.ssh", PROVIDER_CONFIG, "/var/lib/ganeti", FILE_STORAGE_PATHS, H
 # which glusterd refuses without force) seen only by node 2's glusterd.
 JOIN_MOUNT = os.path.join(STATE, "join")
 JOIN_BRICK = os.path.join(JOIN_MOUNT, "brick")
+
+
+class Platform:
+    """How one Debian release is run: its root as seen from here ("" for this
+    machine's own), which Ganeti it has and where its commands differ."""
+
+    def __init__(self, name, root, ganeti):
+        self.name, self.root, self.ganeti = name, root, ganeti
+        # 3.0's rename checks the new name's IP unless told not to (and with
+        # --no-name-check asks on a terminal); 3.1 checks neither by default
+        # and has no --no-ip-check on rename.
+        self.rename_options = ["--no-ip-check"] if ganeti == "3.0" else []
+        # Debian 13's 3.1.0~rc2 cannot export: socat 1.8 checks the peer's
+        # certificate name, noded's is ganeti.example.com (ganeti#1839, fixed
+        # upstream by #1840 after rc2).
+        self.export_fails = ganeti == "3.1"
+
+    def host(self, path):
+        """A path on a node, as seen from this machine's root."""
+        return self.root + path if self.root else path
+
+
+PLATFORMS = {"debian12": ("", "3.0"), "debian13": ("/var/cache/ganeti-gluster-e2e/trixie", "3.1")}
+_name = os.environ.get("E2E_PLATFORM", "debian12")
+PLATFORM = Platform(_name, os.environ.get("E2E_TRIXIE_ROOT", PLATFORMS[_name][0]) if _name == "debian13"
+                    else "", PLATFORMS[_name][1])
+
+
+def host(path):
+    return PLATFORM.host(path)
 
 
 def log(message):
@@ -123,7 +160,7 @@ def up(builtin_gluster=False):
     sh("ip", "link", "set", BRIDGE, "up")
     make_node_network(NS, "gnte2e1", ADDRESS)
     # -- the anchor: holds node 1's UTS and mount namespaces open --
-    start_anchor(NS, f"hostname {NODE}", "anchor.pid")
+    start_anchor(NS, NODE, "true", "anchor.pid")
     start_glusterd()
     start_sshd()
     write_os()
@@ -143,14 +180,34 @@ def make_node_network(namespace, veth, address):
                     ["link", "set", "br0", "up"]):
         sh("ip", "-n", namespace, *command)
     os.makedirs(f"/etc/netns/{namespace}", exist_ok=True)
-    with open(f"/etc/netns/{namespace}/hosts", "w") as handle:
-        handle.write(HOSTS)
+    for path in (f"/etc/netns/{namespace}/hosts", os.path.join(STATE, "hosts")):
+        with open(path, "w") as handle:
+            handle.write(HOSTS)
 
 
-def start_anchor(namespace, setup, pidfile):
-    """A sleeping process holding a node's namespaces open; its pid goes to pidfile."""
-    anchor = subprocess.Popen(["ip", "netns", "exec", namespace, "unshare", "--uts", "--", "sh", "-c",
-                               f"{setup} && exec sleep infinity"],
+def enter_root():
+    """Shell commands that make a fresh mount namespace's root the
+    platform's root (nothing for this machine's own): its own proc, this
+    network namespace's sysfs, this machine's /dev (fuse, kvm, loop devices),
+    a tmpfs /run, STATE at the same path and the e2e's /etc/hosts."""
+    root = PLATFORM.root
+    if not root:
+        return "true"
+    return " && ".join([
+        f"mount --rbind {root} {root}", f"mount -t proc proc {root}/proc",
+        f"mount -t sysfs sysfs {root}/sys", f"mount --rbind /dev {root}/dev",
+        f"mount -t tmpfs tmpfs {root}/run", f"mkdir -p {root}{STATE} {root}/run/lock",
+        f"mount --bind {STATE} {root}{STATE}", f"mount --bind {STATE}/hosts {root}/etc/hosts",
+        f"cd {root}", "mkdir -p .e2e-oldroot", "pivot_root . .e2e-oldroot", "cd /",
+        "umount -l /.e2e-oldroot"])
+
+
+def start_anchor(namespace, hostname, setup, pidfile):
+    """A sleeping process holding a node's namespaces open (in the
+    platform's root); its pid goes to pidfile."""
+    anchor = subprocess.Popen(["ip", "netns", "exec", namespace, "unshare", "--uts", "--mount",
+                               "--propagation", "private", "--", "sh", "-c",
+                               f"hostname {hostname} && {enter_root()} && {setup} && exec sleep infinity"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               start_new_session=True)
     deadline = time.monotonic() + 10
@@ -179,20 +236,20 @@ def add_node2(join_hook=False):
     for name, original in private.items():
         target = os.path.join(NODE2_STATE, name)
         if name in ("root-ssh", "etc-ssh"):
-            shutil.copytree(original, target, symlinks=True)  # node 1's key opens node 2
+            shutil.copytree(host(original), target, symlinks=True)  # node 1's key opens node 2
         else:
             os.makedirs(target)
-            info = os.stat(original)
+            info = os.stat(host(original))
             os.chown(target, info.st_uid, info.st_gid)
             os.chmod(target, info.st_mode & 0o7777)
     extstorage = os.path.join(NODE2_STATE, "log", "extstorage")
     os.makedirs(extstorage)
-    info = os.stat("/var/log/ganeti/extstorage")
+    info = os.stat(host("/var/log/ganeti/extstorage"))
     os.chown(extstorage, info.st_uid, info.st_gid)
     os.chmod(extstorage, 0o750)
     binds = " && ".join(["mount -t tmpfs tmpfs /run", "mkdir -p /run/sshd /run/lock"] + [
         f"mount --bind {NODE2_STATE}/{name} {original}" for name, original in private.items()])
-    start_anchor(NS2, f"hostname {NODE2} && {binds}", "anchor2.pid")
+    start_anchor(NS2, NODE2, binds, "anchor2.pid")
     inside2("/usr/sbin/sshd", "-o", "PidFile=/run/sshd-e2e.pid", "-o", f"ListenAddress={ADDRESS2}")
     if join_hook:
         start_glusterd2()
@@ -210,9 +267,9 @@ def start_glusterd2():
 def enable_join_hook():
     """As README says: link the hook, set the brick directory. glusterd of
     node 1 lives in its own mount namespace, so its CLI socket is named."""
-    os.makedirs(os.path.dirname(HOOK_LINK), exist_ok=True)
-    os.symlink("/usr/share/ganeti-extstorage-gluster/hooks/ganeti-gluster-join", HOOK_LINK)
-    with open(PROVIDER_CONFIG, "a") as handle:
+    os.makedirs(os.path.dirname(host(HOOK_LINK)), exist_ok=True)
+    os.symlink("/usr/share/ganeti-extstorage-gluster/hooks/ganeti-gluster-join", host(HOOK_LINK))
+    with open(host(PROVIDER_CONFIG), "a") as handle:
         handle.write(f"GLUSTER_JOIN_BRICK={JOIN_BRICK}\n"
                      f"GLUSTER_GLUSTERD_SOCKET=/proc/{glusterd_pid()}/root/run/glusterd.socket\n")
 
@@ -223,7 +280,7 @@ def _start_glusterd(anchor, state, extra_mounts=()):
     /run/glusterd.socket); returns once it answers."""
     for name in ("lib", "log", "run"):
         os.makedirs(os.path.join(state, name), mode=0o700)
-    shutil.copytree("/var/lib/glusterd/groups", os.path.join(state, "lib", "groups"))
+    shutil.copytree(host("/var/lib/glusterd/groups"), os.path.join(state, "lib", "groups"))
     binds = " && ".join(["mount -t tmpfs tmpfs /run", "mkdir -p /run/gluster", *extra_mounts] + [
         f"mount --bind {state}/{name} {target}" for name, target in
         (("lib", "/var/lib/glusterd"), ("log", "/var/log/glusterfs"), ("run", "/run/gluster"))])
@@ -239,6 +296,26 @@ def _start_glusterd(anchor, state, extra_mounts=()):
         time.sleep(0.3)
 
 
+KVM_UTILS = "/usr/share/ganeti/3.1/ganeti/hypervisor/hv_kvm/kvm_utils.py"
+
+
+def patch_ganeti_kvm_utils():
+    """Node 1's Ganeti 3.1 with docs/ganeti-3.1-kvm-gluster-userspace.patch:
+    the patched kvm_utils.py bind-mounted over the installed one in the
+    node's mount namespace (the cached root is left alone), then noded
+    restarted so that it imports it."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    tree = os.path.join(STATE, "ganeti-patched")
+    target = os.path.join(tree, "lib", "hypervisor", "hv_kvm")
+    os.makedirs(target)
+    shutil.copy(host(KVM_UTILS), target)
+    sh("patch", "-p1", "--quiet", "-d", tree, "-i",
+       os.path.join(root, "docs", "ganeti-3.1-kvm-gluster-userspace.patch"))
+    inside("mount", "--bind", os.path.join(target, "kvm_utils.py"), KVM_UTILS)
+    inside("/usr/lib/ganeti/daemon-util", "stop", "ganeti-noded")
+    inside("/usr/lib/ganeti/daemon-util", "start", "ganeti-noded")
+
+
 def start_glusterd():
     os.makedirs(os.path.join(GLUSTER_STATE, "bricks"), mode=0o700)
     _start_glusterd(anchor_pid(), GLUSTER_STATE)
@@ -249,32 +326,36 @@ def start_glusterd():
 
 
 def start_sshd():
-    os.makedirs("/run/sshd", exist_ok=True)
-    if not os.path.exists("/etc/ssh/ssh_host_ed25519_key"):
-        sh("ssh-keygen", "-A")
+    inside("mkdir", "-p", "/run/sshd")
+    if not os.path.exists(host("/etc/ssh/ssh_host_ed25519_key")):
+        inside("ssh-keygen", "-A")
     inside("/usr/sbin/sshd", "-o", f"PidFile={STATE}/sshd.pid", "-o", f"ListenAddress={ADDRESS}")
 
 
 def write_os():
-    os.makedirs(OS_DIR, exist_ok=True)
-    with open(os.path.join(OS_DIR, "ganeti_api_version"), "w") as handle:
+    os_dir = host(OS_DIR)
+    os.makedirs(os_dir, exist_ok=True)
+    with open(os.path.join(os_dir, "ganeti_api_version"), "w") as handle:
         handle.write("20\n")
-    open(os.path.join(OS_DIR, "parameters.list"), "w").close()
+    open(os.path.join(os_dir, "parameters.list"), "w").close()
     for script in ("create", "export", "import", "rename", "verify"):
-        path = os.path.join(OS_DIR, script)
+        path = os.path.join(os_dir, script)
         with open(path, "w") as handle:
             handle.write("#!/bin/sh\nexit 0\n")
         os.chmod(path, 0o755)
 
 
 def install_provider():
-    """The Debian package, as an operator installs it."""
+    """The Debian package, as an operator installs it: the same .deb on
+    every platform, installed on the node (its dependencies are there already,
+    so nothing is fetched; nor its recommended logrotate)."""
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     deb = sh(os.path.join(root, "packaging", "build-deb")).stdout.strip().splitlines()[-1]
-    sh("apt-get", "install", "-y", "-qq", os.path.join(root, deb),
-       env={"DEBIAN_FRONTEND": "noninteractive", "PATH": CLEAN_PATH})
+    shutil.copy(os.path.join(root, deb), STATE)
+    inside("env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "-qq", "--no-install-recommends",
+           os.path.join(STATE, os.path.basename(deb)))
     open(os.path.join(STATE, "installed-provider"), "w").close()
-    fd = os.open(PROVIDER_CONFIG, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = os.open(host(PROVIDER_CONFIG), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(f"GLUSTER_SERVERS={ADDRESS}\nGLUSTER_VOLUME=gv0\nGLUSTER_POOL_SECOND_VOLUME=gv1\n"
                      )
@@ -282,13 +363,16 @@ def install_provider():
 
 def init_cluster(builtin_gluster=False):
     hypervisors = "fake,kvm" if kvm_available() else "fake"
+    # The guests boot from their disk: no kernel (gnt-cluster verify checks
+    # the default /boot/vmlinuz-3-kvmU exists).
+    hvparams = ["--hypervisor-parameters=kvm:kernel_path=,initrd_path="] if kvm_available() else []
     templates = ["--enabled-disk-templates=ext"]
     if builtin_gluster:
-        with open(FILE_STORAGE_PATHS, "w") as handle:  # Ganeti refuses a storage dir not listed
+        with open(host(FILE_STORAGE_PATHS), "w") as handle:  # Ganeti refuses a storage dir not listed
             handle.write("/var/run/ganeti/gluster\n")
         templates = ["--enabled-disk-templates=ext,gluster",
                      f"--disk-parameters=gluster:host={ADDRESS},port=24007,volume=gv1"]
-    inside("gnt-cluster", "init", f"--enabled-hypervisors={hypervisors}", *templates,
+    inside("gnt-cluster", "init", f"--enabled-hypervisors={hypervisors}", *hvparams, *templates,
            "--no-etc-hosts", "--master-netdev=gnte2e1i", "--nic-parameters=mode=bridged,link=br0",
            "--ipolicy-bounds-specs=min:cpu-count=1,disk-count=1,disk-size=1,memory-size=32,"
            "nic-count=0,spindle-use=1/max:cpu-count=8,disk-count=16,disk-size=1048576,"
@@ -298,11 +382,11 @@ def init_cluster(builtin_gluster=False):
 
 
 def kvm_available():
-    return os.path.exists("/dev/kvm") and shutil.which("qemu-system-x86_64") is not None
+    return os.path.exists("/dev/kvm") and os.path.exists(host("/usr/bin/qemu-system-x86_64"))
 
 
 def save_host_files():
-    for path in SAVED:
+    for path in map(host, SAVED):
         target = os.path.join(STATE, "saved", path.strip("/").replace("/", "__"))
         os.makedirs(os.path.dirname(target), exist_ok=True)
         if os.path.isdir(path):
@@ -312,7 +396,7 @@ def save_host_files():
 
 
 def restore_host_files():
-    for path in SAVED:
+    for path in map(host, SAVED):
         saved = os.path.join(STATE, "saved", path.strip("/").replace("/", "__"))
         if os.path.isdir(path) and not os.path.islink(path):
             shutil.rmtree(path)
@@ -344,11 +428,14 @@ def down():
                                    check=False).stdout.split():
                 if line.startswith(MOUNT_BASE + "/"):
                     run_inside("umount", "-l", line, check=False)
+        run = f"/proc/{anchor_pid()}/root/run"
         for daemon in ("noded", "masterd", "confd", "rapi", "luxid", "wconfd", "kvmd", "metad", "mond"):
-            _kill_pidfile(f"/run/ganeti/ganeti-{daemon}.pid")
+            _kill_pidfile(f"{run}/ganeti/ganeti-{daemon}.pid")
         _kill_pidfile(os.path.join(STATE, "sshd.pid"))
-    # Stale pid files make the next daemon-util start-all refuse to start.
-    shutil.rmtree("/run/ganeti", ignore_errors=True)
+    # Stale pid files make the next daemon-util start-all refuse to start
+    # (the debian13 nodes' /run is a tmpfs that goes with them).
+    if not PLATFORM.root:
+        shutil.rmtree("/run/ganeti", ignore_errors=True)
     # FUSE clients of the node's mounts outlive a lazy unmount while their
     # server is gone; they are ours: they name the node's address.
     for pid in os.listdir("/proc"):
@@ -386,9 +473,10 @@ def down():
     for link in ("gnte2e1o", "gnte2e2o", BRIDGE):
         sh("ip", "link", "delete", link, check=False)
     if os.path.exists(os.path.join(STATE, "installed-provider")):
-        sh("apt-get", "purge", "-y", "-qq", "ganeti-extstorage-gluster", check=False,
+        chroot = ["chroot", PLATFORM.root] if PLATFORM.root else []
+        sh(*chroot, "apt-get", "purge", "-y", "-qq", "ganeti-extstorage-gluster", check=False,
            env={"DEBIAN_FRONTEND": "noninteractive", "PATH": CLEAN_PATH})
     if os.path.isdir(os.path.join(STATE, "saved")):
         restore_host_files()
-    shutil.rmtree(OS_DIR, ignore_errors=True)
+    shutil.rmtree(host(OS_DIR), ignore_errors=True)
     shutil.rmtree(STATE, ignore_errors=True)
