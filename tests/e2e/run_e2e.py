@@ -387,6 +387,9 @@ def kvm_guests():
         device = attached_device(disk)
         write_sectors(device, 0, sector0)
         add.check(f"the boot sector is on the disk ({access})", read_sector(device, 0)[:SECTOR] == sector0)
+        if access == "userspace":
+            add.check(f"ganeti-gluster check {'warns' if ganeti31 else 'does not warn'} that this Ganeti "
+                      "cannot start userspace disks", userspace_warning() == ganeti31)
         if access == "userspace" and ganeti31:
             start = Step("gnt-instance", "start", instance, fails=True)
             start.check("Ganeti 3.1 cannot start a userspace gluster disk: QEMU refuses the server "
@@ -404,6 +407,7 @@ def kvm_guests():
             if ganeti31:
                 start.check("patched Ganeti 3.1 gave QEMU the server as file.server.0.host",
                             f"file.server.0.host={cluster.ADDRESS}" in qemu_command_line(instance))
+                start.check("and ganeti-gluster check no longer warns", not userspace_warning())
         else:
             start.check("QEMU opened the loop device (instance-disks link), not gluster://",
                         "instance-disks" in started and "gluster://" not in started)
@@ -437,6 +441,12 @@ def running_kvm(instance, disk, device):
     unplug.check("hot-remove detached and removed the image", set(images()) == before and not new & set(loops()))
     unplug.check("the running guest is down to one virtio disk", wait_for(lambda: guest_report(device)[1] == 1, 30))
     unplug.check("and the runtime no longer", not any(n in runtime(instance) for n in new))
+
+
+def userspace_warning():
+    """Whether ganeti-gluster check on node 1 warns that its Ganeti cannot
+    start KVM instances with userspace disks."""
+    return "ganeti-userspace" in cluster.inside("ganeti-gluster", "check", check=False).stdout
 
 
 def qemu_command_line(instance):

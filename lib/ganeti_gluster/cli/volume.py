@@ -3,7 +3,7 @@
 import os
 import sys
 
-from .. import diag, gluster_cli, health
+from .. import diag, ganeti_kvm, gluster_cli, health
 from ..procfs import mount_entry
 from . import EXIT_OK, SEVERITY_EXIT, human_size, print_json
 from .disks import disks_on_volume
@@ -11,7 +11,7 @@ from .disks import disks_on_volume
 
 def cmd_check(ctx, args):
     facts = ctx.facts()
-    found = health.findings(facts, ctx.settings.min_free_percent, ctx.space(facts))
+    found = health.findings(facts, ctx.settings.min_free_percent, ctx.space(facts)) + ganeti_kvm.findings()
     worst = health.worst(found)
     if args.json:
         print_json({"volume": facts.name, "worst": worst, "findings": [f.as_dict() for f in found]})
