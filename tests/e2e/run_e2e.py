@@ -421,8 +421,8 @@ def running_kvm(instance, disk, device):
     """Ganeti 3.1 on a running KVM guest: grow-disk tells QEMU (block_resize)
     and the guest's virtio disk shows the new capacity; a disk hot-added
     and hot-removed (hotplug is on by default)."""
-    start = Step("gnt-instance", "info", instance)
-    start.check("the running guest reports its disk's 16 MiB and one virtio disk",
+    info = Step("gnt-instance", "info", instance)
+    info.check("the running guest reports its disk's 16 MiB and one virtio disk",
                 wait_for(lambda: guest_report(device) == (16 * MIB, 1), 30))
     grow = Step("gnt-instance", "grow-disk", instance, "0", "16M")
     grow.check("grow called once", grow.calls.count("grow") == 1)
