@@ -1,6 +1,7 @@
 """ganeti_kvm: whether this node's Ganeti can start a KVM instance with an
-access=userspace disk, asked of Ganeti's own FlattenDict (3.1.0~rc2's, in
-tests/unit/ganeti31/, unpatched and patched with docs/'s patch)."""
+access=userspace disk, asked of Ganeti's own FlattenDict (Debian 13's 3.1, in
+the e2e's trixie root: tests/e2e/run runs this after building it; unpatched
+and patched with docs/'s patch)."""
 
 import os
 import shutil
@@ -13,7 +14,7 @@ sys.path.insert(0, os.path.join(ROOT, "lib"))
 
 from ganeti_gluster import ganeti_kvm  # noqa: E402
 
-GANETI31 = os.path.join(HERE, "ganeti31", "kvm_utils.py")
+GANETI31 = os.path.join(os.environ["E2E_TRIXIE_ROOT"], "usr/share/ganeti/3.1/ganeti/hypervisor/hv_kvm/kvm_utils.py")
 PATCH = os.path.join(ROOT, "docs", "ganeti-3.1-kvm-gluster-userspace.patch")
 
 

@@ -1,7 +1,9 @@
 """Ganeti 3.1's -blockdev flattening, the reason a KVM instance with an
 access=userspace gluster disk cannot start there, and the fix in
 docs/ganeti-3.1-kvm-gluster-userspace.patch: Ganeti's own functions, from its
-own kvm_utils.py (tests/unit/ganeti31/), run unpatched and patched."""
+own kvm_utils.py as Debian 13's ganeti 3.1 installs it in the e2e's trixie
+root (E2E_TRIXIE_ROOT; tests/e2e/run runs this after building the root), run
+unpatched and patched."""
 
 import ast
 import os
@@ -11,7 +13,7 @@ import subprocess
 import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SOURCE = os.path.join(HERE, "ganeti31", "kvm_utils.py")
+SOURCE = os.path.join(os.environ["E2E_TRIXIE_ROOT"], "usr/share/ganeti/3.1/ganeti/hypervisor/hv_kvm/kvm_utils.py")
 PATCH = os.path.join(os.path.dirname(os.path.dirname(HERE)), "docs", "ganeti-3.1-kvm-gluster-userspace.patch")
 URI = "gluster://10.0.0.1:24007/gv0/ganeti/disk0"
 FUNCTIONS = ("TranslateBoolToOnOff", "ParseStorageUriToBlockdevParam", "FlattenDict", "DictToQemuStringNotation")
