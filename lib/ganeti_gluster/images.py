@@ -167,26 +167,27 @@ def _build(path, fill):
 
 @isolated("creating")
 def create(path, size_bytes, preallocation):
-    _build(path, lambda fd: _extend(fd, path, 0, size_bytes, preallocation, "creating"))
+    _build(path, lambda fd: _extend(fd, 0, size_bytes, preallocation, "creating"))
 
 
-def _extend(fd, path, start, end, preallocation, label):
+def _extend(fd, start, end, preallocation, label):
     """Makes the file [start, end) long, allocated as asked."""
     try:
         if preallocation == "falloc":
             os.posix_fallocate(fd, start, end - start)
         elif preallocation == "full":
-            _write_zeros(fd, path, start, end, label)
+            _write_zeros(fd, start, end, label)
         os.ftruncate(fd, end)
     except OSError as exc:
         raise ProviderError(f"{label} the image failed: {exc.strerror}") from None
 
 
-def _write_zeros(fd, path, start, end, label):
+def _write_zeros(fd, start, end, label):
     offset = start
     progress = diag.Progress(label, end - start)
     while offset < end:
         offset += os.pwrite(fd, _ZEROS[:min(CHUNK, end - offset)], offset)
+        _still_building(fd)
         progress.update(offset - start)
     progress.done()
 
@@ -200,7 +201,7 @@ def grow(path, new_size_bytes, preallocation):
             raise ProviderError(f"refusing to shrink {os.path.basename(path)} from "
                                 f"{current // MIB} MiB to {new_size_bytes // MIB} MiB")
         if new_size_bytes > current:
-            _extend(fd, path, current, new_size_bytes, preallocation, "growing")
+            _extend(fd, current, new_size_bytes, preallocation, "growing")
             os.fsync(fd)
     finally:
         os.close(fd)

@@ -414,7 +414,7 @@ def test_create_never_leaves_a_partial_disk_under_its_name(tmp_path, monkeypatch
     (tmp_path / "d").mkdir()
     path = str(tmp_path / "d" / "disk0")
 
-    def failing_extend(fd, path, start, end, preallocation, label):
+    def failing_extend(fd, start, end, preallocation, label):
         os.ftruncate(fd, 4096)
         raise ProviderError("disk full")
 

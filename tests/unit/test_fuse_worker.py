@@ -78,3 +78,22 @@ def test_a_worker_that_dies_is_reported_and_replaced(bound):
     with pytest.raises(ProviderError, match="dying on /x: the worker process that touches the mount ended"):
         die("/x")
     assert sleep_on("/", 0, 0) != os.getpid()
+
+
+def test_a_full_preallocation_longer_than_the_bound_is_kept_alive_by_its_chunks(bound, tmp_path,
+                                                                               monkeypatch):
+    """Each chunk of a fill counts as progress: a 100 GiB full create must not look hung."""
+    from ganeti_gluster import images
+
+    write = os.pwrite
+
+    def slow_write(fd, data, offset):
+        time.sleep(0.1)
+        return write(fd, data, offset)
+
+    monkeypatch.setattr(images, "CHUNK", 1 << 20)
+    monkeypatch.setattr(os, "pwrite", slow_write)  # in the worker, forked after this
+    started = time.monotonic()
+    images.create(str(tmp_path / "disk0"), 20 << 20, "full")  # 20 chunks: 2 s, twice the bound
+    assert time.monotonic() - started > 1.5
+    assert os.path.getsize(tmp_path / "disk0") == 20 << 20
