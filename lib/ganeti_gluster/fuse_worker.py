@@ -204,10 +204,8 @@ def _serve(request_fd, reply_fd, script_pid):
         if not os.isatty(2):
             os.dup2(null, 2)
         os.closerange(3, os.sysconf("SC_OPEN_MAX"))
-        while True:
+        while True:  # until the script closes its end (_WorkerGone)
             header = _read_exactly(0, _FRAME.size, float("inf"))
-            if header is None:
-                break
             key, args = marshal.loads(_read_exactly(0, _FRAME.unpack(header)[0], float("inf")))
             _send(1, _answer(key, args))
     finally:

@@ -99,15 +99,20 @@ def _detaching(device):
     return _read(f"{_SYS_BLOCK}/{os.path.basename(device)}/loop/autoclear") == "1"
 
 
+def _backing_path(device):
+    """The path of the device's backing file, without " (deleted)"; None if unbound."""
+    backing = _read(f"{_SYS_BLOCK}/{os.path.basename(device)}/loop/backing_file")
+    return backing.removesuffix(" (deleted)") if backing else None
+
+
 def _backs(name, image_path, image_stat, mount_point=None, node=None):
     """Whether loop device `name` is backed by this very image: its path and
     inode (and, given a node, not marked as another node's). A device set up
     through a mount that was since lazily unmounted (umount -l, or a
     remount) shows its path from that mount's root."""
-    backing = _read(f"{_SYS_BLOCK}/{name}/loop/backing_file")
+    backing = _backing_path("/dev/" + name)
     if backing is None:
         return False
-    backing = backing.removesuffix(" (deleted)")
     paths = (image_path, image_path[len(mount_point):]) if mount_point else (image_path,)
     return backing in paths and _backing_inode("/dev/" + name, node) == image_stat.st_ino
 
@@ -183,11 +188,6 @@ def attach(image_path, image_stat, node, runner, lock):
         runner.run(["losetup", "--detach", device], timeout=LOSETUP_TIMEOUT, check=False)
         raise ProviderError(problem)
     return device
-
-
-def _backing_path(device):
-    backing = _read(f"{_SYS_BLOCK}/{os.path.basename(device)}/loop/backing_file")
-    return backing.removesuffix(" (deleted)") if backing else None
 
 
 def detach(device, image_path, runner):

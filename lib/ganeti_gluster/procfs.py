@@ -10,35 +10,39 @@ def _unescape(field):
     return field.encode().decode("unicode_escape") if "\\" in field else field
 
 
-def mount_entry(mount_point, mountinfo="/proc/self/mountinfo"):
-    """(fstype, source) of what is mounted at mount_point, or None."""
-    found = None
+def _mounts(mountinfo="/proc/self/mountinfo"):
+    """(device 'major:minor', mount point, fstype, source) of each mount."""
     with open(mountinfo) as handle:
         for line in handle:
             fields = line.split()
-            if len(fields) < 10 or _unescape(fields[4]) != mount_point:
+            if len(fields) < 10:
                 continue
             rest = fields[fields.index("-") + 1:]
-            found = (rest[0], _unescape(rest[1]))
+            yield fields[2], _unescape(fields[4]), rest[0], _unescape(rest[1])
+
+
+def mount_entry(mount_point, mountinfo="/proc/self/mountinfo"):
+    """(fstype, source) of what is mounted at mount_point (the last mount
+    there), or None."""
+    found = None
+    for _, point, fstype, source in _mounts(mountinfo):
+        if point == mount_point:
+            found = (fstype, source)
     return found
 
 
 def mount_containing(path):
     """The mount point under which `path` lies (the longest that matches)."""
     best = "/"
-    with open("/proc/self/mountinfo") as handle:
-        for fields in map(str.split, handle):
-            point = _unescape(fields[4]) if len(fields) > 4 else "/"
-            if (path == point or path.startswith(point.rstrip("/") + "/")) and len(point) > len(best):
-                best = point
+    for _, point, _, _ in _mounts():
+        if (path == point or path.startswith(point.rstrip("/") + "/")) and len(point) > len(best):
+            best = point
     return best
 
 
 def mounts_of_device(dev_number):
     """Mount points of the file systems on the device 'major:minor'."""
-    with open("/proc/self/mountinfo") as handle:
-        return [_unescape(fields[4]) for fields in map(str.split, handle)
-                if len(fields) > 4 and fields[2] == dev_number]
+    return [point for device, point, _, _ in _mounts() if device == dev_number]
 
 
 def sized_loop_devices():
