@@ -115,14 +115,36 @@ def _open_image(path, flags):
     return fd
 
 
-def _publish(temporary, path):
-    """Moves a finished image into place without ever replacing one."""
+def _publish(temporary, fd, path):
+    """Links the finished partial file into place without ever replacing a
+    disk. A worker whose script was killed goes on until its next chunk; by
+    then a new run may hold the disk's lock and have made the partial file
+    its own: so an orphan publishes nothing, and the partial file must still
+    be the one open as fd."""
+    heartbeat()  # a build whose script is gone is abandoned here
+    if not _is_ours(temporary, fd):
+        raise ProviderError(f"{temporary} was replaced while it was being made; left it alone")
     try:
         os.link(temporary, path)
     except FileExistsError:
         raise ProviderError(f"{path} appeared while it was being made; left it alone") from None
-    finally:
-        _unlink_quietly(temporary)
+
+
+def _is_ours(path, fd):
+    """Whether `path` is the very file open as fd."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    mine = os.fstat(fd)
+    return (info.st_dev, info.st_ino) == (mine.st_dev, mine.st_ino)
+
+
+def _unlink_if_ours(path, fd):
+    """Removes the partial file at `path` if it is still the one open as fd
+    (not another run's, made after this one's script was killed)."""
+    if _is_ours(path, fd):
+        _unlink_quietly(path)
 
 
 def _unlink_quietly(path):
@@ -157,12 +179,10 @@ def _build(path, fill):
     try:
         fill(fd)
         os.fsync(fd)
-    except BaseException:
+        _publish(temporary, fd, path)
+    finally:
+        _unlink_if_ours(temporary, fd)
         os.close(fd)
-        _unlink_quietly(temporary)
-        raise
-    os.close(fd)
-    _publish(temporary, path)
 
 
 @isolated("creating")
