@@ -69,6 +69,11 @@ def isolated(what):
     return mark
 
 
+def orphaned():
+    """In the worker: whether its script has gone (killed)."""
+    return _in_worker and os.getppid() != _script_pid
+
+
 def heartbeat():
     """Called by long work in the worker, once per chunk: it still makes
     progress. Work whose script has gone (killed) stops here, and what it
@@ -76,7 +81,7 @@ def heartbeat():
     global _last_beat
     if not _in_worker:
         return
-    if os.getppid() != _script_pid:
+    if orphaned():
         raise SystemExit("the script has gone")
     if time.monotonic() - _last_beat > _HEARTBEAT_SECONDS:
         _last_beat = time.monotonic()

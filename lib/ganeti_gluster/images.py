@@ -19,7 +19,7 @@ import time
 
 from . import diag, sparse_copy
 from .errors import ProviderError, TransientError
-from .fuse_worker import heartbeat, isolated
+from .fuse_worker import heartbeat, isolated, orphaned
 
 MIB = 1 << 20
 CHUNK = 4 * MIB
@@ -141,8 +141,7 @@ def _is_ours(path, fd):
 
 
 def _unlink_if_ours(path, fd):
-    """Removes the partial file at `path` if it is still the one open as fd
-    (not another run's, made after this one's script was killed)."""
+    """Removes the partial file at `path` if it is still the one open as fd."""
     if _is_ours(path, fd):
         _unlink_quietly(path)
 
@@ -181,7 +180,12 @@ def _build(path, fill):
         os.fsync(fd)
         _publish(temporary, fd, path)
     finally:
-        _unlink_if_ours(temporary, fd)
+        # An orphan leaves the partial file alone: the disk's lock went with
+        # its script, and on GlusterFS an unlinked file's fstat can answer
+        # with the file that now has its name. The next run, or orphans,
+        # removes a leftover.
+        if not orphaned():
+            _unlink_if_ours(temporary, fd)
         os.close(fd)
 
 
