@@ -7,13 +7,19 @@ whatever the group says: strict-o-direct on and remote-dio off, so that an
 O_DIRECT write is on the bricks before it is acknowledged.
 """
 
+import re
+
 from . import gluster_cli
 from .errors import ProviderError
 
 OK, INFO, WARNING, ERROR = "ok", "info", "warning", "error"
 SEVERITY_ORDER = (OK, INFO, WARNING, ERROR)
 
-# GlusterFS 10's groups/virt and groups/distributed-virt, as shipped.
+# Where glusterfs-server installs its option groups (`gluster volume set V
+# group virt` reads them there). A node with only the client has none.
+GROUPS_DIR = "/var/lib/glusterd/groups"
+# groups/virt and groups/distributed-virt as GlusterFS 10 and 11 ship them
+# (identical in both): used where this node has no group file.
 VIRT_GROUP = {
     "performance.quick-read": "off", "performance.read-ahead": "off",
     "performance.io-cache": "off", "performance.low-prio-threads": "32",
@@ -58,6 +64,34 @@ _SYNONYMS = {"on": "on", "enable": "on", "true": "on", "yes": "on", "1": "on",
 
 def same_value(a, b):
     return _SYNONYMS.get(str(a).lower(), str(a).lower()) == _SYNONYMS.get(str(b).lower(), str(b).lower())
+
+
+_GROUP_LINE = re.compile(r"([a-z0-9][a-z0-9._-]*)=([^\s=]+)")
+BUILT_IN_GROUPS = {"virt": VIRT_GROUP, "distributed-virt": DISTRIBUTED_VIRT_GROUP}
+
+
+def option_group(name, directory=GROUPS_DIR):
+    """(options, where they came from) of GlusterFS's option group `name`:
+    the installed GlusterFS's own group file where this node has one, so a
+    newer GlusterFS's set is the one compared; else the built-in copy."""
+    path = f"{directory}/{name}"
+    try:
+        with open(path) as handle:
+            text = handle.read(65536)
+    except OSError:
+        return BUILT_IN_GROUPS[name], f"the built-in {name} group (no {path} on this node)"
+    options = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        match = _GROUP_LINE.fullmatch(line)
+        if not match:
+            return BUILT_IN_GROUPS[name], f"the built-in {name} group ({path} is not a group file)"
+        options[match.group(1)] = match.group(2)
+    if not options:
+        return BUILT_IN_GROUPS[name], f"the built-in {name} group ({path} is empty)"
+    return options, path
 
 
 class Finding:
@@ -119,8 +153,12 @@ class VolumeFacts:
         return self.set_options.get(name, DEFAULTS.get(name))
 
     @property
+    def group_name(self):
+        return "virt" if self.replicated else "distributed-virt"
+
+    @property
     def recommended_group(self):
-        return VIRT_GROUP if self.replicated else DISTRIBUTED_VIRT_GROUP
+        return option_group(self.group_name)[0]
 
     def recommended_options(self):
         return {**self.recommended_group, **DATA_SAFETY}
@@ -244,13 +282,14 @@ def findings(facts, min_free_percent=5.0, space=None):
         detail = f"{free / 2**30:.1f} GiB free of {total / 2**30:.1f} GiB ({percent:.1f}%)"
         add(WARNING if percent < min_free_percent else OK, "space", detail)
 
-    group = "virt" if facts.replicated else "distributed-virt"
-    for option, wanted in sorted(facts.recommended_group.items()):
+    group, source = option_group(facts.group_name)
+    add(INFO, "option group", f"options compared with {source}")
+    for option, wanted in sorted(group.items()):
         if option in DATA_SAFETY or option == "features.shard":
             continue  # reported above
         current = facts.option(option)
         if current is None or not same_value(current, wanted):
-            add(WARNING, f"option {option}", f"{option} is {current or 'unset'}, the {group} group "
+            add(WARNING, f"option {option}", f"{option} is {current or 'unset'}, the {facts.group_name} group "
                 f"wants {wanted}", f"gluster volume set {name} {option} {wanted}")
     return result
 

@@ -33,7 +33,7 @@ USAGE = {
     "snapshot": ("Copy the disk (keeping holes) to VOL_SNAPSHOT_NAME.",
                  "VOL_NAME VOL_SNAPSHOT_NAME [VOL_SNAPSHOT_SIZE]"),
     "verify": ("Check configuration and volume. Arguments: checks to run "
-               "(config server volume odirect space; default all).", "[VOL_NAME]"),
+               "(config server volume odirect space health ganeti; default all).", "[VOL_NAME]"),
 }
 
 

@@ -88,8 +88,20 @@ def _space(settings, runner):
     return detail
 
 
+def _ganeti(settings, runner):
+    """Whether this node's Ganeti can start a KVM instance whose disk has
+    access=userspace. Kernelspace disks work either way, so this warns and
+    does not fail."""
+    from . import ganeti_kvm
+
+    problem = ganeti_kvm.userspace_problem()
+    if problem:
+        return f"warning: {problem}; {ganeti_kvm.FIX}"
+    return "access=userspace disks can start here (Ganeti 3.0, a fixed 3.1, or no Ganeti KVM)"
+
+
 CHECKS = {"config": _config, "server": _server, "volume": _volume, "odirect": _odirect,
-          "space": _space, "health": _health}
+          "space": _space, "health": _health, "ganeti": _ganeti}
 
 
 def run(settings, runner, names):

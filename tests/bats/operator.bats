@@ -161,7 +161,7 @@ refused() {
 @test "verify runs every check, or the ones named" {
     run gl verify
     [ "$status" -eq 0 ]
-    for check in config server volume odirect space health; do
+    for check in config server volume odirect space health ganeti; do
         [[ "$output" == *"$check: ok"* ]]
     done
     run gl verify odirect

@@ -41,6 +41,10 @@ PROVIDER_CONFIG = "/etc/ganeti/extstorage/gluster.env"
 # Only mounts under it are the provider's: the nodes' mount namespaces also
 # inherit whatever the machine itself has mounted, GlusterFS mounts included.
 MOUNT_BASE = "/run/ganeti-gluster"
+# A distribute volume over two bricks, sharded (pool=spread): a disk's shards
+# lie on both bricks.
+SPREAD_VOLUME = "gv2"
+SPREAD_SHARD = 4 << 20
 CALL_LOG = "/var/log/ganeti/extstorage/gluster-calls.log"
 CALL_LOG2 = os.path.join(NODE2_STATE, "log", "extstorage", "gluster-calls.log")
 HOSTS = (f"127.0.0.1 localhost\n{ADDRESS} {NODE} node1\n{ADDRESS2} {NODE2} node2\n"
@@ -319,9 +323,13 @@ def patch_ganeti_kvm_utils():
 def start_glusterd():
     os.makedirs(os.path.join(GLUSTER_STATE, "bricks"), mode=0o700)
     _start_glusterd(anchor_pid(), GLUSTER_STATE)
-    for volume in ("gv0", "gv1"):
-        gluster("volume", "create", volume, f"{ADDRESS}:{GLUSTER_STATE}/bricks/{volume}", "force")
+    bricks = {"gv0": ["gv0"], "gv1": ["gv1"], SPREAD_VOLUME: [f"{SPREAD_VOLUME}a", f"{SPREAD_VOLUME}b"]}
+    for volume, names in bricks.items():
+        gluster("volume", "create", volume, *(f"{ADDRESS}:{GLUSTER_STATE}/bricks/{n}" for n in names), "force")
         gluster("volume", "set", volume, "performance.strict-o-direct", "on")
+        if volume == SPREAD_VOLUME:  # small shards, so that one small disk spreads over both bricks
+            gluster("volume", "set", volume, "features.shard", "on")
+            gluster("volume", "set", volume, "features.shard-block-size", f"{SPREAD_SHARD >> 20}MB")
         gluster("volume", "start", volume)
 
 
@@ -358,7 +366,7 @@ def install_provider():
     fd = os.open(host(PROVIDER_CONFIG), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(f"GLUSTER_SERVERS={ADDRESS}\nGLUSTER_VOLUME=gv0\nGLUSTER_POOL_SECOND_VOLUME=gv1\n"
-                     )
+                     f"GLUSTER_POOL_SPREAD_VOLUME={SPREAD_VOLUME}\n")
 
 
 def init_cluster(builtin_gluster=False):

@@ -19,7 +19,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cluster  # noqa: E402
 
 MIB = 1 << 20
-BRICK = {volume: os.path.join(cluster.GLUSTER_STATE, "bricks", volume, "ganeti") for volume in ("gv0", "gv1")}
+BRICKS = {volume: [os.path.join(cluster.GLUSTER_STATE, "bricks", brick, "ganeti") for brick in bricks]
+          for volume, bricks in (("gv0", ["gv0"]), ("gv1", ["gv1"]),
+                                 (cluster.SPREAD_VOLUME, [cluster.SPREAD_VOLUME + "a", cluster.SPREAD_VOLUME + "b"]))}
 failures = []
 skipped = []
 
@@ -86,7 +88,7 @@ def brick_dirs(volume):
     """Where the volume's images lie: node 1's brick, and once the node-add
     hook has joined node 2's brick to gv0, that one too (on a tmpfs only
     node 2's glusterd sees)."""
-    dirs = [BRICK[volume]]
+    dirs = list(BRICKS[volume])
     pidfile = os.path.join(cluster.NODE2_STATE, "gluster", "glusterd.pid")
     if volume == "gv0" and os.path.exists(pidfile):
         pid = open(pidfile).read().strip()
@@ -265,6 +267,56 @@ def scenario():
     gone.check("nothing left on the node", not loops() and unmounted_within(30))
 
 
+def spread_snapshot():
+    """snapshot's hole detection where a disk's shards lie on two bricks (a
+    sharded distribute volume, pool=spread): the copy has the disk's bytes and
+    only the chunks that hold data are allocated."""
+    volume, shards = cluster.SPREAD_VOLUME, 16
+    add = Step("gnt-instance", "add", "-t", "ext", "--disk",
+               f"0:size={shards * cluster.SPREAD_SHARD // MIB}M,provider=gluster,pool=spread",
+               "-o", "e2e-dummy", "--no-install", "--no-ip-check", "--no-name-check", "--no-start",
+               "-n", cluster.NODE, "-B", "memory=128", "inst4.example.com")
+    name = next(iter(images(volume)))
+    device = loops()[name]
+    for shard in range(shards):  # 4 KiB in each shard, 1 MiB in: holes before and after it
+        write_sectors(device, (shard * cluster.SPREAD_SHARD + MIB) // SECTOR, f"shard {shard}".encode())
+    snapshot_name = name + ".e2e-snap"
+    print(f"\n$ VOL_NAME={name} VOL_SNAPSHOT_NAME={snapshot_name} EXTP_POOL=spread .../gluster/snapshot")
+    made = cluster.inside("env", f"VOL_NAME={name}", f"VOL_SNAPSHOT_NAME={snapshot_name}", "EXTP_POOL=spread",
+                          "/usr/share/ganeti/extstorage/gluster/snapshot", check=False)
+    context = "snapshot on the sharded distribute volume"
+    check(context, "snapshot succeeded", made.returncode == 0)
+    mounted = f"{cluster.MOUNT_BASE}/{volume}/ganeti"
+    same = cluster.in_noded("cmp", f"{mounted}/{name}", f"{mounted}/{snapshot_name}", check=False)
+    check(context, "the snapshot holds the disk's bytes", same.returncode == 0)
+    pieces = shard_files(volume, snapshot_name)
+    allocated = sum(blocks for _, blocks in pieces) * 512
+    print(f"    snapshot: {len(pieces)} files on the bricks, {allocated // MIB} MiB allocated of "
+          f"{shards * cluster.SPREAD_SHARD // MIB} MiB")
+    check(context, "its shards lie on both bricks", len({brick for brick, _ in pieces}) == 2)
+    check(context, f"only the {shards} 1 MiB chunks holding data are allocated", allocated <= (shards + 1) * MIB)
+    cluster.inside("env", f"VOL_NAME={snapshot_name}", "EXTP_POOL=spread",
+                   "/usr/share/ganeti/extstorage/gluster/remove")
+    gone = Step("gnt-instance", "remove", "-f", "inst4.example.com")
+    gone.check(f"nothing left on {volume}", images(volume) == {})
+    gone.check("nor on the node", not loops() and unmounted_within(30))
+
+
+def shard_files(volume, name):
+    """(brick, 512-byte blocks) of each file holding the image on the bricks:
+    the base file and its shards (.shard/<gfid>.N)."""
+    import uuid
+    base = image_on_brick(volume, name)
+    gfid = str(uuid.UUID(bytes=os.getxattr(base, "trusted.gfid")))
+    found = [(os.path.dirname(os.path.dirname(base)), os.stat(base).st_blocks)]
+    for directory in BRICKS[volume]:
+        shard_dir = os.path.join(os.path.dirname(directory), ".shard")
+        for entry in os.listdir(shard_dir) if os.path.isdir(shard_dir) else ():
+            if entry.startswith(gfid + "."):
+                found.append((os.path.dirname(directory), os.stat(os.path.join(shard_dir, entry)).st_blocks))
+    return found
+
+
 def mapped_on(name, volume="gv0"):
     """The nodes on which the disk is mapped: a loop device whose backing
     file is the image as that node's noded sees it (device and inode)."""
@@ -388,7 +440,7 @@ def kvm_guests():
         write_sectors(device, 0, sector0)
         add.check(f"the boot sector is on the disk ({access})", read_sector(device, 0)[:SECTOR] == sector0)
         if access == "userspace":
-            add.check(f"ganeti-gluster check {'warns' if ganeti31 else 'does not warn'} that this Ganeti "
+            add.check(f"ganeti-gluster check and verify {'warn' if ganeti31 else 'do not warn'} that this Ganeti "
                       "cannot start userspace disks", userspace_warning() == ganeti31)
         if access == "userspace" and ganeti31:
             start = Step("gnt-instance", "start", instance, fails=True)
@@ -407,7 +459,7 @@ def kvm_guests():
             if ganeti31:
                 start.check("patched Ganeti 3.1 gave QEMU the server as file.server.0.host",
                             f"file.server.0.host={cluster.ADDRESS}" in qemu_command_line(instance))
-                start.check("and ganeti-gluster check no longer warns", not userspace_warning())
+                start.check("and ganeti-gluster check and verify no longer warn", userspace_warning() is False)
         else:
             start.check("QEMU opened the loop device (instance-disks link), not gluster://",
                         "instance-disks" in started and "gluster://" not in started)
@@ -444,9 +496,12 @@ def running_kvm(instance, disk, device):
 
 
 def userspace_warning():
-    """Whether ganeti-gluster check on node 1 warns that its Ganeti cannot
-    start KVM instances with userspace disks."""
-    return "ganeti-userspace" in cluster.inside("ganeti-gluster", "check", check=False).stdout
+    """Whether ganeti-gluster check and the provider's verify on node 1 warn
+    that its Ganeti cannot start KVM instances with userspace disks (None
+    when the two disagree)."""
+    checked = "ganeti-userspace" in cluster.inside("ganeti-gluster", "check", check=False).stdout
+    verified = cluster.inside("/usr/share/ganeti/extstorage/gluster/verify", "ganeti", check=False).stdout
+    return checked if verified.startswith(f"ganeti: ok: {'warning: ' if checked else ''}") else None
 
 
 def qemu_command_line(instance):
@@ -480,6 +535,7 @@ def main():
         cluster.up()
         if os.environ.get("E2E_ONLY") != "kvm":
             scenario()
+            spread_snapshot()
         kvm_guests()
         if os.environ.get("E2E_ONLY") != "kvm":
             two_nodes()

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))), "lib"))
 
-from ganeti_gluster import config, config_file, images, main as main_module, mount, open_records, procfs, request, servers, validate  # noqa: E402
+from ganeti_gluster import config, config_file, health, images, main as main_module, mount, open_records, procfs, request, servers, validate  # noqa: E402
 from ganeti_gluster.errors import BadInput, ProviderError  # noqa: E402
 from ganeti_gluster.location import Location  # noqa: E402
 from ganeti_gluster.runner import Result  # noqa: E402
@@ -560,3 +560,20 @@ def test_a_lock_wait_outside_the_main_thread_is_bounded_too(tmp_path):
         waiter.start()
         waiter.join(10)
     assert len(outcome) == 1 and outcome[0].startswith("timed out after 0.2 s")
+
+
+def test_option_group_is_read_from_the_installed_glusterfs(tmp_path):
+    (tmp_path / "virt").write_text("# a newer GlusterFS\nperformance.strict-o-direct=on\n\n"
+                                   "features.shard=on\nnew.option=42\n")
+    options, source = health.option_group("virt", str(tmp_path))
+    assert options == {"performance.strict-o-direct": "on", "features.shard": "on", "new.option": "42"}
+    assert source == f"{tmp_path}/virt"
+
+
+@pytest.mark.parametrize("content", [None, "", "not a group line\n", "a=b c\n"])
+def test_option_group_falls_back_to_the_built_in_set(tmp_path, content):
+    if content is not None:
+        (tmp_path / "distributed-virt").write_text(content)
+    options, source = health.option_group("distributed-virt", str(tmp_path))
+    assert options is health.DISTRIBUTED_VIRT_GROUP
+    assert source.startswith("the built-in distributed-virt group (")
