@@ -42,6 +42,7 @@ NODE_SETTINGS = {
     "keep_mounted": (validate.boolean, "no"),
     "unmount_delay": (lambda s, v: validate.seconds_or_zero(s, v, 600), "10"),
     "allow_strict_o_direct_off": (validate.boolean, "no"),
+    "fuzzy_snapshots": (validate.boolean, "no"),
     "userspace": (lambda s, v: validate.choice(s, v, USERSPACE_MODES), "auto"),
     "node_name": (validate.node, None),
     "min_free_percent": (lambda s, v: validate.positive_number(s, v, 100), "5"),
@@ -101,6 +102,7 @@ class Settings(Record):
     keep_mounted: bool
     unmount_delay: float
     allow_strict_o_direct_off: bool
+    fuzzy_snapshots: bool
     userspace: str
     node_name: str
     min_free_percent: float

@@ -17,7 +17,7 @@ import os
 import stat
 import time
 
-from . import diag, sparse_copy
+from . import diag, procfs, sparse_copy
 from .errors import ProviderError, TransientError
 from .fuse_worker import heartbeat, isolated, orphaned
 
@@ -174,7 +174,7 @@ def _build(path, fill):
     temporary = partial_path(path)
     _unlink_quietly(temporary)  # left by an interrupted run on this disk
     # O_EXCL: a symlink put there meanwhile makes this fail, never followed
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o600)
+    fd = os.open(temporary, os.O_RDWR | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o600)
     try:
         fill(fd)
         os.fsync(fd)
@@ -240,6 +240,30 @@ def snapshot(source, target):
         _build(target, lambda target_fd: sparse_copy.copy(fd, target_fd, size, _still_building))
     finally:
         os.close(fd)
+
+
+@isolated("snapshotting through QEMU")
+def snapshot_through_qemu(target, qemu_pid, socket_path, node, size, io_timeout, zeros_allocated):
+    """A point-in-time copy, by a backup job of the running QEMU `qemu_pid`,
+    of its block node `node` (`size` bytes), as `target`. zeros_allocated:
+    the job writes the disk's holes as allocated zeros, to be punched again
+    (QEMU's gluster driver reports holes; the loop device does not, so its
+    zeros reach the target as data that detect-zeroes=unmap leaves holes)."""
+    from . import qmp
+
+    temporary = partial_path(target)
+
+    def fill(fd):
+        os.ftruncate(fd, size)  # a backup target must have the disk's size
+        if not _is_ours(procfs.path_of_process(qemu_pid, temporary), fd):
+            raise ProviderError(f"QEMU pid {qemu_pid} does not see this node's mount at "
+                                f"{os.path.dirname(temporary)}")
+        qmp.backup(procfs.path_of_process(qemu_pid, socket_path), node, temporary, io_timeout,
+                   lambda: _still_building(fd))
+        if zeros_allocated:
+            sparse_copy.punch_zeros(fd, size, _still_building)
+
+    _build(target, fill)
 
 
 @isolated("removing")

@@ -149,11 +149,16 @@ def users_of(directory):
 def holders(device):
     """Who keeps `device` open: processes with it open, devices stacked on it,
     filesystems mounted from it. Empty if nothing does."""
+    return kernel_holders(device) + procfs.holders_of(device)
+
+
+def kernel_holders(device):
+    """Devices stacked on `device` and filesystems mounted from it, in words."""
     name = os.path.basename(device)
     found = [f"device {h}" for h in _listdir(f"{_SYS_BLOCK}/{name}/holders")]
     dev_number = _read(f"{_SYS_BLOCK}/{name}/dev")
     found += [f"mount {point}" for point in procfs.mounts_of_device(dev_number)] if dev_number else []
-    return found + procfs.holders_of(device)
+    return found
 
 
 def _listdir(path):

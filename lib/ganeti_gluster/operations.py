@@ -217,15 +217,39 @@ def close(request, settings, runner, args):
 
 def snapshot(request, settings, runner, args):
     """Copies the disk to VOL_SNAPSHOT_NAME, keeping holes; the snapshot is an
-    ordinary disk afterwards. Never replaces an existing disk."""
+    ordinary disk afterwards. Never replaces an existing disk. The copy is one
+    instant of the disk: a running QEMU on this node that uses it copies it
+    with a backup job; a disk that nothing uses is copied as it is; anything
+    else writing it (another process, another node) is refused, unless the
+    node allows fuzzy snapshots."""
+    from . import writers
+
     disk = Disk(request, settings, runner)
     target = Disk(request, settings, runner, name=request.snapshot_name)
     with Using(disk):
         with target.lock.acquire():
-            disk.require()
+            info = disk.require()
             if target.stat() is not None:
                 raise ProviderError(f"snapshot {target.name} already exists; remove it first")
-            images.snapshot(disk.path, target.path)
+            users = writers.find(disk, info, settings.node_name)
+            uncoordinated = users.others + [str(q) for q in users.qemus[1:]]
+            if uncoordinated:
+                what = (f"disk {disk.name} is in use by {', '.join(uncoordinated)}: a copy would "
+                        "mix moments")
+                if not settings.fuzzy_snapshots:
+                    raise ProviderError(f"{what}; stop it, or set GLUSTER_FUZZY_SNAPSHOTS=yes to "
+                                        "allow such copies")
+                diag.warn(f"{what}; making a fuzzy copy (GLUSTER_FUZZY_SNAPSHOTS=yes)")
+                images.snapshot(disk.path, target.path)
+            elif users.qemus:
+                qemu = users.qemus[0]
+                socket, node, size, access = writers.qemu_node(qemu, disk, users.device,
+                                                               settings.io_timeout)
+                diag.debug(f"copying through {qemu}'s backup job on block node {node} ({access})")
+                images.snapshot_through_qemu(target.path, qemu.pid, socket, node, size or info.st_size,
+                                             settings.io_timeout, access == "userspace")
+            else:
+                images.snapshot(disk.path, target.path)
     return []
 
 

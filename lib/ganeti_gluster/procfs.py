@@ -103,6 +103,12 @@ def describe_client(mount_point):
 def holders_of(path):
     """'pid N (command)' of every other process with `path` open (a file or
     a device node), as its descriptors name it."""
+    return [f"pid {pid} ({command_name(pid)})" for pid in pids_holding([path])]
+
+
+def pids_holding(paths):
+    """Every other process with one of `paths` open, as its descriptors name it."""
+    wanted = set(paths) | {path + " (deleted)" for path in paths}
     found = []
     me = os.getpid()
     for pid in _pids():
@@ -117,7 +123,30 @@ def holders_of(path):
                 target = os.readlink(f"/proc/{pid}/fd/{fd}")
             except OSError:
                 continue
-            if target == path or target == path + " (deleted)":
-                found.append(f"pid {pid} ({command_name(pid)})")
+            if target in wanted:
+                found.append(pid)
                 break
     return found
+
+
+def path_of_process(pid, path):
+    """`path` as process `pid` sees it, reachable from this process: itself
+    where the two share a mount namespace, else through /proc/PID/root."""
+    return path if _namespace(pid) == _namespace("self") else f"/proc/{pid}/root{path}"
+
+
+def same_mount_namespace_pids():
+    mine = _namespace("self")
+    return [pid for pid in _pids() if _namespace(pid) == mine]
+
+
+def _namespace(pid):
+    try:
+        return os.readlink(f"/proc/{pid}/ns/mnt")
+    except OSError:
+        return None
+
+
+def argv(pid):
+    """A process's command line as a list ([''] if it is gone)."""
+    return (_read(f"/proc/{pid}/cmdline", "rb") or b"").decode(errors="replace").split("\0")

@@ -73,3 +73,34 @@ def _write_all(fd, data, offset):
     while data:
         written = os.pwrite(fd, data, offset)
         data, offset = data[written:], offset + written
+
+
+_PUNCH_HOLE = 0x02 | 0x01  # FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE
+
+
+def punch_zeros(fd, size, on_chunk=lambda fd: None):
+    """Turns every all-zero chunk of the file back into a hole (QEMU's backup
+    job writes the zeros its gluster driver reports as allocated zeros)."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    buffer = bytearray(COPY_CHUNK)
+    progress = diag.Progress("making holes", size)
+    offset, run_start = 0, None
+    while offset <= size:
+        count = os.preadv(fd, [buffer], offset) if offset < size else 0
+        zero = count and buffer[:count] == _ZEROS[:count]
+        if zero and run_start is None:
+            run_start = offset
+        elif not zero and run_start is not None:
+            if libc.fallocate(fd, _PUNCH_HOLE, ctypes.c_int64(run_start),
+                              ctypes.c_int64(offset - run_start)) != 0:
+                error = ctypes.get_errno()
+                raise OSError(error, os.strerror(error))
+            run_start = None
+        if not count:
+            break
+        offset += count
+        on_chunk(fd)
+        progress.update(offset)
+    progress.done()

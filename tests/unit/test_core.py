@@ -577,3 +577,38 @@ def test_option_group_falls_back_to_the_built_in_set(tmp_path, content):
     options, source = health.option_group("distributed-virt", str(tmp_path))
     assert options is health.DISTRIBUTED_VIRT_GROUP
     assert source.startswith("the built-in distributed-virt group (")
+
+
+def test_qmp_sockets_are_read_from_both_command_line_forms():
+    from ganeti_gluster import qmp
+
+    argv = ["qemu-system-x86_64", "-qmp", "unix:/run/ganeti/kvm-hypervisor/ctrl/i.kvmd,server,nowait",
+            "-chardev", "socket,id=mon1,path=/run/q/i.mon,server=on,wait=off", "-mon", "chardev=mon1,mode=control",
+            "-chardev", "socket,id=ser,path=/run/q/i.serial,server=on", "-mon", "chardev=ser,mode=readline",
+            "-qmp", "unix:/run/ganeti/kvm-hypervisor/ctrl/i.qmp,server=on,wait=off", "-drive", "file=x"]
+    assert qmp.monitor_sockets(argv) == ["/run/ganeti/kvm-hypervisor/ctrl/i.qmp",
+                                         "/run/ganeti/kvm-hypervisor/ctrl/i.kvmd", "/run/q/i.mon"]
+
+
+@pytest.mark.parametrize("filename, access", [
+    ("gluster://10.0.0.1:24007/gv0/ganeti/disk1", "userspace"),
+    ("gluster+tcp://10.0.0.1/gv0/ganeti/disk1", "userspace"),
+    ("gluster://10.0.0.1:24007/gv0/ganeti/disk10", None),
+    ("gluster://10.0.0.1:24007/gv1/ganeti/disk1", None),
+    ('json:{"driver": "raw", "file": {"driver": "gluster", "volume": "gv0", "path": "ganeti/disk1", '
+     '"server.0.host": "10.0.0.1"}}', "userspace"),
+    ('json:{"driver": "gluster", "volume": "gv0", "path": "ganeti/disk2"}', None),
+    ("json:{broken", None), ("/nonexistent/instance-disks/i:0", None), ("", None), (None, None)])
+def test_qmp_block_nodes_are_matched_exactly(filename, access):
+    from ganeti_gluster import qmp
+
+    assert qmp._access(filename, qmp.DiskInQemu("gv0", "ganeti/disk1", None)) == access
+
+
+def test_qmp_matches_a_kernelspace_disk_by_its_device_number(tmp_path):
+    from ganeti_gluster import qmp
+
+    null = os.stat("/dev/null").st_rdev
+    (tmp_path / "link").symlink_to("/dev/null")
+    assert qmp._access(str(tmp_path / "link"), qmp.DiskInQemu("gv0", "ganeti/d", null)) == "kernelspace"
+    assert qmp._access("/dev/zero", qmp.DiskInQemu("gv0", "ganeti/d", null)) is None
