@@ -283,7 +283,7 @@ def findings(facts, min_free_percent=5.0, space=None):
         add(WARNING if percent < min_free_percent else OK, "space", detail)
 
     group, source = option_group(facts.group_name)
-    add(INFO, "option group", f"options compared with {source}")
+    add(OK, "option group", f"options compared with {source}")
     for option, wanted in sorted(group.items()):
         if option in DATA_SAFETY or option == "features.shard":
             continue  # reported above

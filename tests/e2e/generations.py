@@ -16,6 +16,7 @@ import stat
 import struct
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -168,6 +169,27 @@ def verdict(blocks):
                            problem=(f"block {b} holds generation {newest} but block {older_from}, written before it, "
                                     f"holds {newest - 1}: the order breaks at block {b}"))
     return Verdict(True, generation=newest, newest_blocks=found[newest], found=found, blocks=len(blocks))
+
+
+def paced_copy(source, target, seconds=0):
+    """Copy source front to back in 32 KiB reads spread over seconds. The
+    reads are O_DIRECT: each one is what the disk holds as it is made (a
+    plain read may be served from a read-ahead made earlier: megabytes)."""
+    chunks = size_of(source) // BLOCK
+    started = time.monotonic()
+    with open(target, "wb") as dst:
+        for i in range(chunks):
+            delay = started + seconds * i / chunks - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            dst.write(read(source, i * BLOCK, BLOCK, direct=True))
+    return time.monotonic() - started
+
+
+def size_of(path):
+    """The size of a file or a block device."""
+    with open(path, "rb") as f:
+        return f.seek(0, os.SEEK_END)
 
 
 def main(argv):

@@ -26,7 +26,6 @@ from generations import BLOCKS, MIXED, NEVER, FOREIGN, verdict  # noqa: E402
 
 START_TIMEOUT = 30      # s, for the guest to complete generation 3
 COPY_SECONDS = 2.0      # the live copy's pace: a big disk copied at real speed
-CHUNK = 32 * 1024
 
 
 class Qmp:
@@ -113,26 +112,11 @@ def status(disk):
     return generations.progress(disk, direct=True) or 0
 
 
-def paced_copy(source, target, seconds=0):
-    """Copy source front to back in 32 KiB reads spread over seconds. The
-    reads are O_DIRECT: each one is what the disk holds as it is made (a
-    plain read may be served from a read-ahead made earlier: megabytes)."""
-    chunks = os.path.getsize(source) // CHUNK
-    started = time.monotonic()
-    with open(target, "wb") as dst:
-        for i in range(chunks):
-            delay = started + seconds * i / chunks - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            dst.write(generations.read(source, i * CHUNK, CHUNK, direct=True))
-    return time.monotonic() - started
-
-
 def test_copy_while_writing_is_torn(guest):
     disk, _, work = guest
     copy = str(work / "live.img")
     before, t0 = status(disk), time.monotonic()
-    took = paced_copy(disk, copy, COPY_SECONDS)
+    took = generations.paced_copy(disk, copy, COPY_SECONDS)
     after, t1 = status(disk), time.monotonic()
     rate = (after - before) / (t1 - t0)
     result = verdict(generations.read_blocks(copy))
@@ -156,7 +140,7 @@ def test_copy_while_paused_is_one_instant(guest):
         try:
             assert qmp.command("query-status")["running"] is False
             done = status(disk)
-            paced_copy(disk, copy)
+            generations.paced_copy(disk, copy)
         finally:
             qmp.command("cont")
         result = verdict(generations.read_blocks(copy))

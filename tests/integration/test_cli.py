@@ -107,7 +107,8 @@ def test_list_shows_disks_with_instance_open_holder_and_snapshots(disks):
     run("setinfo", {"VOL_NAME": name, "VOL_METADATA": "originstname+web1.example.com"}, check=True)
     run("open", {"VOL_NAME": name, "VOL_OPEN_EXCLUSIVE": "True",
                  "GLUSTER_NODE_NAME": "node1.example.com"}, check=True)
-    run("snapshot", {"VOL_NAME": name, "VOL_SNAPSHOT_NAME": name + ".snap"}, check=True)
+    run("snapshot", {"VOL_NAME": name, "VOL_SNAPSHOT_NAME": name + ".snap",
+                     "GLUSTER_NODE_NAME": "node1.example.com"}, check=True)
     device = run("attach", {"VOL_NAME": name}, check=True).stdout.split("\n")[0]
 
     listed = {d["name"]: d for d in json.loads(cli("list", "--json").stdout)}
