@@ -143,7 +143,7 @@ def scan(mount_path, directory):
             else:
                 found["images"][name] = {
                     "stat": tuple(info), "blocks": info.st_blocks, "metadata": images.get_metadata(path),
-                    "open": {node: mode for node, (mode, _) in open_records.read(path).items()}}
+                    "open": {node: r.mode for node, r in open_records.read(path).items()}}
     return found
 
 
