@@ -62,18 +62,18 @@ def addresses_of(runner, name, timeout):
     """The addresses a host name resolves to (an address is its own), within
     `timeout` (the resolver itself has no bound: getent runs through the
     runner); [] if it does not resolve."""
-    if _is_address(name):
+    if is_address(name):
         return [name]
     result = runner.run(["getent", "ahosts", name], timeout=timeout, check=False)
     found = []
     for line in result.stdout.splitlines():
         address = line.split()[0] if line.split() else ""
-        if _is_address(address) and address not in found:
+        if is_address(address) and address not in found:
             found.append(address)
     return found
 
 
-def _is_address(text):
+def is_address(text):
     import ipaddress
 
     try:
