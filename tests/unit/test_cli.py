@@ -420,7 +420,7 @@ def test_fence_fails_loudly_when_the_node_stays_connected(held, capsys):
                    "10.0.0.2\n")
 
 
-@pytest.mark.parametrize("address,why", [("10.0.0.1", "the address this node connects to volume vmstore "
+@pytest.mark.parametrize("address,why", [("10.0.0.1", "is the address this node connects to volume vmstore "
                                           "from: fencing it would cut this node's own clients off"),
                                          ("10.0.0.11", "hosts brick 10.0.0.11:/b of volume vmstore: "
                                           "fencing it would cut that server's own daemons")])
