@@ -222,8 +222,10 @@ def _why_not_fence(ctx, address, own, info):
     if address == own:
         return (f"{address} is the address this node connects to volume {ctx.volume} from: "
                 "fencing it would cut this node's own clients off")
+    hosts = {}
     for brick in info.bricks:
-        host = brick.rpartition(":")[0]
+        hosts.setdefault(brick.rpartition(":")[0], brick)
+    for host, brick in hosts.items():
         if address in servers.addresses_of(ctx.runner, host, ctx.settings.command_timeout):
             return (f"{address} hosts brick {brick} of volume {ctx.volume}: fencing it would cut that "
                     "server's own daemons (self-heal, rebalance) off the volume")
