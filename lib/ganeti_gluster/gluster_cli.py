@@ -83,3 +83,46 @@ def volume_state(runner, host, port, volume, timeout):
     if info is None:
         return "missing"
     return "started" if info.started else "stopped"
+
+
+class VolumeClients:
+    """Who is connected to a volume's bricks, as glusterd says."""
+
+    def __init__(self, addresses, bricks_answering):
+        self.addresses = addresses              # {client address: [bricks it is connected to]}
+        self.bricks_answering = bricks_answering
+
+    def bricks_of(self, address):
+        return self.addresses.get(address, [])
+
+
+def client_address(endpoint):
+    """The address of a client endpoint as glusterd lists it: '10.0.0.5:49151'
+    or '[fe80::1]:49151' (an IPv6 address with its port)."""
+    host, _, _ = endpoint.rpartition(":")
+    return host.strip("[]") or endpoint
+
+
+def volume_clients(runner, host, port, volume, timeout):
+    """VolumeClients of `volume` from `gluster volume status VOL clients`
+    (GlusterFS 10 answers it over --remote-host). Raises ProviderError if
+    glusterd cannot be asked or no brick of the volume answers."""
+    if port != DEFAULT_PORT:
+        raise ProviderError(f"cannot query glusterd on port {port}: the gluster CLI only "
+                            f"talks to port {DEFAULT_PORT}")
+    root = query(runner, host, timeout, ["volume", "status", volume, "clients"])
+    if root.findtext("opRet") != "0":
+        raise ProviderError(f"gluster volume status {volume} clients on {host} failed: "
+                            f"{root.findtext('opErrstr') or 'no reason given'}")
+    addresses, answering = {}, 0
+    for node in root.iter("node"):
+        if node.findtext("status") != "1":
+            continue  # an offline brick has no clients, and says nothing of the others
+        answering += 1
+        brick = f"{node.findtext('hostname')}:{node.findtext('path')}"
+        for client in node.iter("client"):
+            address = client_address(client.findtext("hostname") or "")
+            addresses.setdefault(address, []).append(brick)
+    if not answering:
+        raise ProviderError(f"no brick of volume {volume} is online according to {host}")
+    return VolumeClients(addresses, answering)

@@ -1,8 +1,11 @@
-"""Open records: which node holds a disk open, and how.
+"""Open records: which node holds a disk open, how, and from where.
 
 Ganeti's open and close scripts say that this node uses a disk, exclusively
 or shared; the record is an xattr of the image, user.ganeti-gluster.open.NODE
-= "<exclusive|shared> <since>", so every node sees every other's.
+= "<exclusive|shared> <since> <address>", so every node sees every other's.
+The address is the one the node's GlusterFS clients connect from: what
+`gluster volume status VOL clients` lists and auth.reject cuts off. Records
+written before addresses were recorded have none (address None).
 """
 
 import errno
@@ -11,13 +14,39 @@ import time
 
 from .fuse_worker import isolated
 from .images import XATTR_PREFIX, xattr
+from .record import Record
 
 OPEN_XATTR_PREFIX = XATTR_PREFIX + "open."
 
 
+class OpenRecord(Record):
+    mode: str        # "exclusive" or "shared"
+    since: str
+    address: str = None
+
+    @property
+    def exclusive(self):
+        return self.mode == "exclusive"
+
+    def describe(self):
+        return f"{self.mode} since {self.since or '?'}, from {self.address or 'an unrecorded address'}"
+
+
+_ADDRESS_CHARS = frozenset("0123456789abcdefABCDEF.:")
+
+
+def parse(value):
+    """The record of an xattr's text; the volume is not trusted, so an
+    address that cannot be one is taken as unrecorded."""
+    mode, since, address = (value.split() + ["", "", ""])[:3]
+    if not (address and len(address) <= 45 and set(address) <= _ADDRESS_CHARS):
+        address = None
+    return OpenRecord(mode, since[:40], address)
+
+
 @isolated("reading the open records of")
-def read(path):
-    """{node: (mode, since)} for every node that recorded an open."""
+def read_raw(path):
+    """{node: the record's text} for every node that recorded an open."""
     records = {}
     for name in xattr(os.listxattr, path):
         if name.startswith(OPEN_XATTR_PREFIX):
@@ -25,15 +54,19 @@ def read(path):
                 value = xattr(os.getxattr, path, name)
             except OSError:
                 continue  # removed meanwhile
-            mode, _, since = value.decode(errors="replace").partition(" ")
-            records[name[len(OPEN_XATTR_PREFIX):]] = (mode, since)
+            records[name[len(OPEN_XATTR_PREFIX):]] = value.decode(errors="replace")
     return records
 
 
+def read(path):
+    """{node: OpenRecord} for every node that recorded an open."""
+    return {node: parse(value) for node, value in read_raw(path).items()}
+
+
 @isolated("recording an open of")
-def record(path, node, exclusive):
+def record(path, node, exclusive, address=None):
     value = f"{'exclusive' if exclusive else 'shared'} {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}"
-    xattr(os.setxattr, path, OPEN_XATTR_PREFIX + node, value.encode())
+    xattr(os.setxattr, path, OPEN_XATTR_PREFIX + node, f"{value} {address}".encode() if address else value.encode())
 
 
 @isolated("forgetting an open of")

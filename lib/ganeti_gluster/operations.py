@@ -9,7 +9,7 @@ for its dialect, asks of the script, and what this provider adds.
 import os
 import sys
 
-from . import diag, images, loopdev, open_records, procfs, retry
+from . import diag, images, loopdev, open_records, procfs, retry, servers
 from .disk import Disk, Using
 from .errors import BadInput, ProviderError, TransientError
 from .locks import Lock
@@ -184,25 +184,32 @@ def setinfo(request, settings, runner, args):
 
 def open(request, settings, runner, args):  # noqa: A001 - the script's name
     """Records that this node holds the disk open, exclusively
-    (VOL_OPEN_EXCLUSIVE=True) or shared. Another node's conflicting record is
-    taken over with a warning, so a dead node never blocks failover; with
-    strict_open it is refused instead."""
+    (VOL_OPEN_EXCLUSIVE=True) or shared, and the address its GlusterFS
+    clients connect from. An exclusive open stands against every other
+    node's record, a shared one against other exclusive ones: such a record
+    is taken over, with a warning, only when glusterd shows that node's
+    clients gone from the volume (a dead node never blocks failover; a node
+    cut off from Ganeti but not from GlusterFS does, until fenced); with
+    strict_open never."""
     disk = Disk(request, settings, runner)
     node = settings.node_name
     with Using(disk):
         disk.require()
+        try:
+            server, address = servers.first_reachable_from(disk.mount.servers, disk.location.port)
+        except ProviderError as exc:  # glusterd restarting: an open no one disputes still works
+            server, address = None, None
+            diag.debug(f"recording the open without this node's address: {exc}")
         others = {n: r for n, r in open_records.read(disk.path).items() if n != node}
-        conflicts = {n: r for n, r in others.items()
-                     if request.open_exclusive or r[0] == "exclusive"}
+        conflicts = {n: r for n, r in others.items() if request.open_exclusive or r.exclusive}
         if conflicts:
-            holders = ", ".join(f"{n} ({mode} since {since})" for n, (mode, since) in sorted(conflicts.items()))
-            if settings.strict_open:
-                raise ProviderError(f"disk {disk.name} is open on {holders}; refusing to open it "
-                                    "here too (strict_open is set)")
-            diag.warn(f"disk {disk.name} was open on {holders}; taking it over")
+            from . import fencing  # the gluster CLI's XML parser: not for every attach
+
+            fencing.take_over(disk.name, disk.location.volume, conflicts, runner, settings, server,
+                              disk.location.port, address)
             for other in conflicts:
                 open_records.forget(disk.path, other)
-        open_records.record(disk.path, node, request.open_exclusive)
+        open_records.record(disk.path, node, request.open_exclusive, address)
     return []
 
 

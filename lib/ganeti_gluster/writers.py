@@ -58,9 +58,9 @@ def find(disk, info, node):
     for pid in procfs.same_mount_namespace_pids():
         if pid not in qemus and _is_qemu(pid) and any(named.search(arg) for arg in procfs.argv(pid)):
             qemus[pid] = Qemu(pid)
-    for other, (mode, since) in sorted(open_records.read(disk.path).items()):
+    for other, record in sorted(open_records.read(disk.path).items()):
         if other != node:
-            others.append(f"node {other} (open {mode} since {since})")
+            others.append(f"node {other} (open {record.mode} since {record.since})")
     return Writers(device, list(qemus.values()), others)
 
 

@@ -289,15 +289,28 @@ def test_migration_sequence_leaves_the_target_as_exclusive_holder(disks):
     assert open_records(name) == {"node2.example.com": "exclusive"}
 
 
-def test_exclusive_open_elsewhere_is_taken_over_with_a_warning(disks):
+def test_exclusive_open_of_a_dead_holder_is_taken_over_with_a_warning(disks):
     name = disks.name()
-    dead = {"VOL_NAME": name, "GLUSTER_NODE_NAME": "dead.example.com"}
     alive = {"VOL_NAME": name, "GLUSTER_NODE_NAME": "alive.example.com"}
-    run("create", {**dead, "VOL_SIZE": "8"}, check=True)
-    run("open", {**dead, "VOL_OPEN_EXCLUSIVE": "True"}, check=True)
+    run("create", {**alive, "VOL_SIZE": "8"}, check=True)
+    # a node that died holding it: no client of its address is connected (test_exclusive.py has
+    # the holder that is still connected, on two nodes of their own)
+    os.setxattr(image_path(name), "user.ganeti-gluster.open.dead.example.com",
+                b"exclusive 2026-01-01T00:00:00Z 192.0.2.99")
     result = run("open", {**alive, "VOL_OPEN_EXCLUSIVE": "True"}, check=True)
-    assert "dead.example.com" in result.stderr and "warning" in result.stderr
+    assert "dead.example.com (exclusive since 2026-01-01T00:00:00Z, from 192.0.2.99)" in result.stderr
+    assert "taking it over" in result.stderr
     assert open_records(name) == {"alive.example.com": "exclusive"}
+
+
+def test_exclusive_open_of_a_holder_at_this_nodes_address_is_refused(disks):
+    name = disks.name()
+    first = {"VOL_NAME": name, "GLUSTER_NODE_NAME": "first.example.com"}
+    run("create", {**first, "VOL_SIZE": "8"}, check=True)
+    run("open", {**first, "VOL_OPEN_EXCLUSIVE": "True"}, check=True)
+    result = run("open", {"VOL_NAME": name, "VOL_OPEN_EXCLUSIVE": "True"}, check=False)
+    assert "first.example.com connects from 127.0.0.1 as this node does" in result.stderr
+    assert open_records(name) == {"first.example.com": "exclusive"}
 
 
 def test_strict_open_refuses_a_second_exclusive_holder(disks):

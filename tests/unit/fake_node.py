@@ -31,6 +31,9 @@ class FakeRunner:
         self.loops = {}      # "loopN" -> FakeLoop
         self.direct_io = True  # what a new loop device gets
         self.fail = {}       # program -> stderr of a failure
+        self.clients = {}    # client address -> bricks it is connected to (glusterd's view)
+        self.hosts = {}      # host name -> address (getent)
+        self.local_address = "10.0.0.1"  # this node's address towards the servers
 
     def run(self, args, timeout, check=True):
         self.commands.append(list(args))
@@ -46,6 +49,22 @@ class FakeRunner:
         servers = [a.split("=", 1)[1] for a in args if a.startswith("--volfile-server=")]
         volume = next(a for a in args if a.startswith("--volfile-id=")).split("=/", 1)[1]
         self.mounts[args[-1]] = f"{servers[0]}:/{volume}"
+
+    def _gluster(self, args):
+        """glusterd, over --remote-host: `volume status VOL clients --xml` only."""
+        words = [a for a in args if not a.startswith("--")]
+        assert words[:2] == ["volume", "status"] and words[3:] == ["clients"], words
+        bricks = sorted({b for bricks in self.clients.values() for b in bricks} or {"gluster1.example.com:/b"})
+        nodes = "".join(
+            f"<node><hostname>{b.split(':')[0]}</hostname><path>{b.split(':')[1]}</path><status>1</status>"
+            f"<clientsStatus>" + "".join(f"<client><hostname>{a}:49152</hostname></client>"
+                                         for a, on in self.clients.items() if b in on)
+            + "</clientsStatus></node>" for b in bricks)
+        return (f"<cliOutput><opRet>0</opRet><volStatus><volumes><volume><volName>{words[2]}</volName>"
+                f"{nodes}</volume></volumes></volStatus></cliOutput>")
+
+    def _getent(self, args):
+        return f"{self.hosts[args[-1]]}     STREAM {args[-1]}\n" if args[-1] in self.hosts else ""
 
     def _stat(self, args):
         return "1\n"
@@ -87,7 +106,11 @@ class FakeRunner:
 
 
 def install(monkeypatch, runner):
-    """Points the provider's /proc and /sys lookups at `runner`."""
+    """Points the provider's /proc and /sys lookups, and its TCP probe of the
+    servers, at `runner`."""
+    from ganeti_gluster import servers
+
+    monkeypatch.setattr(servers, "_connect", lambda host, port, timeout: (None, runner.local_address))
     monkeypatch.setattr(procfs, "mount_entry", runner.mount_entry)
     monkeypatch.setattr(procfs, "holders_of", lambda path: [])
     monkeypatch.setattr(loopdev, "_read", runner.sysfs)

@@ -357,3 +357,158 @@ def test_remove_partial_looks_again_as_it_removes(node, tmp_path):
             imagedir.remove_partial(str(node), "ganeti", name, 0)
     imagedir.remove_partial(str(node), "ganeti", recent.name, 0)
     assert not recent.exists() and (tmp_path / "secret").exists() and (node / "ganeti" / "vm.ext.disk0").exists()
+
+
+# -- fence, unfence, release --------------------------------------------------------------
+
+class FakeGlusterd:
+    """glusterd of a volume with one brick on 10.0.0.11, the clients connected to it, and its
+    auth.reject; a fenced address's clients are dropped unless `drops` is False."""
+
+    def __init__(self, clients=("10.0.0.1", "10.0.0.2"), reject=None, drops=True):
+        self.clients, self.reject, self.drops, self.changes = set(clients), reject, drops, []
+
+    def run(self, args, timeout, check=True):
+        if args[0] == "getent":
+            return Result(0, "", "")
+        words = [a for a in args[1:] if not a.startswith("--")]
+        if "--xml" not in args:
+            self.changes.append(words)
+            self.reject = words[4] if words[1] == "set" else None
+            if self.drops:
+                self.clients -= set((self.reject or "").split(","))
+            return Result(0, "volume set: success\n", "")
+        if words[1] == "info":
+            option = (f"<options><option><name>auth.reject</name><value>{self.reject}</value></option>"
+                      "</options>" if self.reject else "")
+            return Result(0, "<cliOutput><opRet>0</opRet><volInfo><volumes><volume><name>vmstore</name>"
+                          "<statusStr>Started</statusStr><bricks><brick><name>10.0.0.11:/b</name></brick>"
+                          f"</bricks>{option}</volume></volumes></volInfo></cliOutput>", "")
+        clients = "".join(f"<client><hostname>{a}:49152</hostname></client>" for a in sorted(self.clients))
+        return Result(0, "<cliOutput><opRet>0</opRet><volStatus><volumes><volume><node><hostname>10.0.0.11"
+                      f"</hostname><path>/b</path><status>1</status><clientsStatus>{clients}</clientsStatus>"
+                      "</node></volume></volumes></volStatus></cliOutput>", "")
+
+
+@pytest.fixture
+def held(node, monkeypatch):
+    """vm.ext.disk0, open exclusively on node2 (10.0.0.2); this node is 10.0.0.1."""
+    from ganeti_gluster import open_records, servers
+
+    monkeypatch.setattr(servers, "_connect", lambda host, port, timeout: (None, "10.0.0.1"))
+    path = disk(node, "vm.ext.disk0")
+    open_records.record(path, "node2", True, "10.0.0.2")
+    return path
+
+
+def test_fence_adds_the_holders_address_to_auth_reject_and_verifies_it(held, capsys):
+    glusterd = FakeGlusterd(reject="192.0.2.9")
+    code, out, err = run(capsys, "fence", "node2", runner=glusterd)
+    assert (code, err) == (0, "")
+    assert glusterd.changes == [["volume", "set", "vmstore", "auth.reject", "192.0.2.9,10.0.0.2"]]
+    assert out.startswith("fenced node2 (10.0.0.2) off volume vmstore: auth.reject is 192.0.2.9,10.0.0.2; "
+                          "verified after ") and out.endswith(
+        "none of the 1 online brick(s) lists a client from 10.0.0.2\n")
+
+
+def test_fence_fails_loudly_when_the_node_stays_connected(held, capsys):
+    glusterd = FakeGlusterd(drops=False)
+    code, out, err = run(capsys, "fence", "node2", "--timeout", "0.1", runner=glusterd)
+    assert code == 3 and out == ""
+    assert err == ("ganeti-gluster fence: error: NOT verified that node2 is fenced: auth.reject of volume "
+                   "vmstore lists 10.0.0.2, but after 0.1 s 10.0.0.11:/b still list(s) a client from "
+                   "10.0.0.2\n")
+
+
+@pytest.mark.parametrize("address,why", [("10.0.0.1", "is the address this node connects to volume vmstore "
+                                          "from: fencing it would cut this node's own clients off"),
+                                         ("10.0.0.11", "hosts brick 10.0.0.11:/b of volume vmstore: "
+                                          "fencing it would cut that server's own daemons")])
+def test_fence_refuses_this_nodes_own_address_and_a_brick_host(held, capsys, address, why):
+    glusterd = FakeGlusterd()
+    code, out, err = run(capsys, "fence", "node2", "--address", address, runner=glusterd)
+    assert code == 3 and out == "" and glusterd.changes == []
+    assert err.startswith(f"ganeti-gluster fence: error: not fencing node2: {address} {why}")
+    assert err.endswith(" (--force does it anyway)\n") and len(err.splitlines()) == 1
+    code, out, err = run(capsys, "fence", "node2", "--address", address, "--force", runner=glusterd)
+    assert code == 0 and "warning: fencing node2 although" in err and out.startswith("fenced node2")
+
+
+def test_fence_needs_an_address_for_a_node_without_records(held, capsys):
+    glusterd = FakeGlusterd()
+    code, out, err = run(capsys, "fence", "node3", runner=glusterd)
+    assert code == 3 and "no open record on volume vmstore names node3 with an address: give it with " \
+        "--address" in err and glusterd.changes == []
+    assert run(capsys, "fence", "node3", "--address", "not-an-ip", runner=glusterd)[0] == 3
+
+
+def test_unfence_removes_the_address_and_resets_an_empty_list(held, capsys):
+    glusterd = FakeGlusterd(reject="192.0.2.9,10.0.0.2")
+    code, out, _ = run(capsys, "unfence", "node2", runner=glusterd)
+    assert code == 0 and glusterd.changes == [["volume", "set", "vmstore", "auth.reject", "192.0.2.9"]]
+    assert out == ("unfenced node2 (10.0.0.2) on volume vmstore: auth.reject is 192.0.2.9; its clients "
+                   "may mount the volume again\n")
+    code, out, _ = run(capsys, "unfence", "node9", "--address", "192.0.2.9", runner=glusterd)
+    assert code == 0 and glusterd.changes[-1] == ["volume", "reset", "vmstore", "auth.reject"]
+    assert "auth.reject is reset" in out
+    code, out, _ = run(capsys, "unfence", "node2", runner=glusterd)
+    assert code == 0 and out == "node2 (10.0.0.2) is not fenced: auth.reject of volume vmstore does not list it\n"
+
+
+def test_status_shows_fenced_addresses(node, capsys, monkeypatch):
+    from ganeti_gluster import health
+    from ganeti_gluster.cli import volume
+
+    monkeypatch.setattr(volume, "disks_on_volume", lambda ctx: [])
+
+    class Facts:
+        name, started, type, replica_count, bricks = "vmstore", True, "Distribute", 1, []
+        heal_entries = split_brain_entries = None
+        size_free = size_total = 0
+        set_options = {"auth.reject": "10.0.0.2"}
+
+    monkeypatch.setattr(cli.Context, "facts", lambda self: Facts())
+    monkeypatch.setattr(cli.Context, "space", lambda self, facts: (1, 2))
+    monkeypatch.setattr(health, "findings", lambda *a: [])
+    code, out, _ = run(capsys, "status")
+    assert "  fenced      10.0.0.2 (auth.reject: refused by every brick)\n" in out
+
+
+def test_release_clears_another_nodes_record_only_when_confirmed(held, capsys, monkeypatch):
+    from ganeti_gluster import open_records
+
+    glusterd = FakeGlusterd()
+    monkeypatch.setattr(sys, "stdin", open(os.devnull))
+    code, out, err = run(capsys, "release", "vm.ext.disk0", runner=glusterd)
+    assert code == 3 and out == "" and "not on a terminal (--yes confirms)" in err
+    assert list(open_records.read(held)) == ["node2"]
+
+    class Terminal:
+        def __init__(self, answer):
+            self.answer = answer
+
+        def isatty(self):
+            return True
+
+        def readline(self):
+            return self.answer
+
+    monkeypatch.setattr(sys, "stdin", Terminal("n\n"))
+    code, _, err = run(capsys, "release", "vm.ext.disk0", runner=glusterd)
+    assert code == 3 and "STILL CONNECTED" in err and list(open_records.read(held)) == ["node2"]
+    monkeypatch.setattr(sys, "stdin", Terminal("y\n"))
+    code, out, err = run(capsys, "release", "vm.ext.disk0", runner=glusterd)
+    assert code == 0 and out.startswith("released vm.ext.disk0: cleared node2's open record (exclusive since ")
+    assert open_records.read(held) == {}
+
+
+def test_release_of_several_holders_needs_node(held, capsys):
+    from ganeti_gluster import open_records
+
+    open_records.record(held, "node3", False, "10.0.0.3")
+    code, out, err = run(capsys, "release", "vm.ext.disk0", "--yes", runner=FakeGlusterd())
+    assert code == 3 and "vm.ext.disk0 is open on node2, node3: say which with --node" in err
+    code, out, err = run(capsys, "release", "vm.ext.disk0", "--yes", "--node", "node3", runner=FakeGlusterd())
+    assert code == 0 and sorted(open_records.read(held)) == ["node2"]
+    code, out, err = run(capsys, "release", "vm.ext.disk0", "--yes", "--node", "node3", runner=FakeGlusterd())
+    assert code == 3 and "node3 holds no open record of vm.ext.disk0 (holders: node2)" in err

@@ -472,12 +472,25 @@ def test_open_records_set_list_forget(tmp_path):
     path = str(tmp_path / "disk0")
     images.create(path, 1 << 20, "sparse")
     open_records.record(path, "node1", True)
-    open_records.record(path, "node2", False)
-    assert {n: m for n, (m, _) in open_records.read(path).items()} == {"node1": "exclusive",
-                                                                      "node2": "shared"}
+    open_records.record(path, "node2", False, "10.0.0.2")
+    records = open_records.read(path)
+    assert {n: (r.mode, r.address) for n, r in records.items()} == {"node1": ("exclusive", None),
+                                                                   "node2": ("shared", "10.0.0.2")}
+    assert records["node2"].since.endswith("Z") and records["node2"].exclusive is False
     open_records.forget(path, "node1")
     open_records.forget(path, "node1")
     assert list(open_records.read(path)) == ["node2"]
+
+
+@pytest.mark.parametrize("value,expected", [
+    ("exclusive 2026-01-01T00:00:00Z", ("exclusive", "2026-01-01T00:00:00Z", None)),  # before addresses
+    ("shared 2026-01-01T00:00:00Z fe80::1", ("shared", "2026-01-01T00:00:00Z", "fe80::1")),
+    ("exclusive 2026-01-01T00:00:00Z 10.0.0.5;rm", ("exclusive", "2026-01-01T00:00:00Z", None)),
+    ("", ("", "", None)),
+])
+def test_open_records_old_and_hostile_values_are_read(value, expected):
+    record = open_records.parse(value)
+    assert (record.mode, record.since, record.address) == expected
 
 
 # -- ganeti-gluster join's tools --------------------------------------------------------------

@@ -214,25 +214,130 @@ def test_a_volume_that_can_lose_writes_is_refused_for_attach(node):
 
 # -- open, close, setinfo, snapshot ---------------------------------------------------------
 
-def test_an_exclusive_open_elsewhere_is_taken_over_with_a_warning(node):
+def records(node):
+    from ganeti_gluster import open_records
+
+    return {n: (r.mode, r.address) for n, r in open_records.read(node.image(DISK)).items()}
+
+
+def held_by_node2(node, exclusive=True, address="10.0.0.2", connected=True):
+    """The disk, with node2's open record; node2's client connected to the volume or not."""
     from ganeti_gluster import open_records
 
     node.ok("create", VOL_NAME=DISK, VOL_SIZE="8")
-    open_records.record(node.image(DISK), "node2", True)
-    code, out, err = node.run("open", VOL_NAME=DISK, VOL_OPEN_EXCLUSIVE="True")
-    assert code == 0 and "open on node2 (exclusive since" in err and "taking it over" in err
-    assert {n: m for n, (m, _) in open_records.read(node.image(DISK)).items()} == {"node1": "exclusive"}
+    open_records.record(node.image(DISK), "node2", exclusive, address)
+    if connected:
+        node.runner.clients["10.0.0.2"] = ["gluster1.example.com:/b"]
+    node.runner.clients["10.0.0.1"] = ["gluster1.example.com:/b"]  # ours, from the mount
+    return records(node)
+
+
+def one_refusal(node, exclusive="True", **env):
+    """A refused open: one line on stderr, non-zero exit, nothing printed, and returns it."""
+    code, out, err = node.run("open", VOL_NAME=DISK, VOL_OPEN_EXCLUSIVE=exclusive, **env)
+    assert code == 1 and out == "" and len(err.splitlines()) == 1, (code, out, err)
+    assert err.startswith("gluster open: error: disk 0a1b.ext.disk0 is open on node2 (")
+    return err
+
+
+def test_open_records_this_nodes_address_and_close_forgets_it(node):
+    node.ok("create", VOL_NAME=DISK, VOL_SIZE="8")
+    node.ok("open", VOL_NAME=DISK, VOL_OPEN_EXCLUSIVE="True")
+    assert records(node) == {"node1": ("exclusive", "10.0.0.1")}
+    assert not any(c[0] == "gluster" for c in node.runner.commands)  # nothing to ask glusterd
     node.ok("close", VOL_NAME=DISK)
-    assert open_records.read(node.image(DISK)) == {}
+    assert records(node) == {}
 
 
-def test_strict_open_refuses_a_second_exclusive_holder(node):
+def test_an_exclusive_open_is_refused_while_the_holders_client_is_connected(node):
+    before = held_by_node2(node)
+    err = one_refusal(node)
+    assert "node2 (exclusive since 20" in err and "from 10.0.0.2)" in err
+    assert "node2's client at 10.0.0.2 is connected to 1 brick(s) of volume vmstore" in err
+    assert "`ganeti-gluster fence node2 --volume vmstore`" in err
+    assert "`ganeti-gluster release 0a1b.ext.disk0 --node node2 --volume vmstore`" in err
+    assert records(node) == before
+    assert ["gluster", "--remote-host=gluster1.example.com", "--mode=script", "--timeout=30", "volume",
+            "status", "vmstore", "clients", "--xml"] in node.runner.commands
+
+
+def test_a_disconnected_holder_is_taken_over_with_one_warning(node):
+    held_by_node2(node, connected=False)
+    code, out, err = node.run("open", VOL_NAME=DISK, VOL_OPEN_EXCLUSIVE="True")
+    assert code == 0 and out == "" and len(err.splitlines()) == 1
+    assert " warning: disk 0a1b.ext.disk0 was open on node2 (exclusive since " in err
+    assert "from 10.0.0.2), and no client of it is connected to volume vmstore any more: taking it over" in err
+    assert records(node) == {"node1": ("exclusive", "10.0.0.1")}
+
+
+def test_a_shared_open_refuses_only_a_connected_exclusive_holder(node):
+    held_by_node2(node, exclusive=False)
+    node.ok("open", VOL_NAME=DISK, VOL_OPEN_EXCLUSIVE="False")  # a migration's two shared opens
+    assert records(node) == {"node1": ("shared", "10.0.0.1"), "node2": ("shared", "10.0.0.2")}
     from ganeti_gluster import open_records
 
+    open_records.record(node.image(DISK), "node2", True, "10.0.0.2")
+    assert "exclusive since" in one_refusal(node, exclusive="False")
+
+
+def test_migration_source_shared_target_shared_source_close_target_exclusive(node):
     node.ok("create", VOL_NAME=DISK, VOL_SIZE="8")
-    open_records.record(node.image(DISK), "node2", True)
-    assert "is open on node2" in node.refused("open", VOL_NAME=DISK, VOL_OPEN_EXCLUSIVE="False",
-                                              GLUSTER_STRICT_OPEN="yes")
+    source = {"GLUSTER_NODE_NAME": "node2"}
+    node.runner.clients = {"10.0.0.1": ["gluster1.example.com:/b"]}  # both nodes' clients connected
+    node.runner.local_address = "10.0.0.2"
+    node.ok("open", VOL_NAME=DISK, VOL_OPEN_EXCLUSIVE="True", **source)      # running on node2
+    node.ok("open", VOL_NAME=DISK, VOL_OPEN_EXCLUSIVE="False", **source)     # migrate: source
+    node.runner.local_address = "10.0.0.1"
+    node.ok("open", VOL_NAME=DISK, VOL_OPEN_EXCLUSIVE="False")               # target
+    assert records(node) == {"node1": ("shared", "10.0.0.1"), "node2": ("shared", "10.0.0.2")}
+    node.ok("close", VOL_NAME=DISK, **source)                                # source
+    code, _, err = node.run("open", VOL_NAME=DISK, VOL_OPEN_EXCLUSIVE="True")  # target
+    assert code == 0 and err == ""
+    assert records(node) == {"node1": ("exclusive", "10.0.0.1")}
+
+
+def test_strict_open_never_takes_over_even_from_a_disconnected_holder(node):
+    before = held_by_node2(node, connected=False)
+    err = one_refusal(node, exclusive="False", GLUSTER_STRICT_OPEN="yes")
+    assert "GLUSTER_STRICT_OPEN=yes never takes over" in err and "ganeti-gluster fence node2" in err
+    assert records(node) == before
+
+
+def test_an_open_is_refused_when_glusterd_cannot_be_asked(node):
+    before = held_by_node2(node, connected=False)
+    node.runner.fail["gluster"] = "Connection failed. Please check if gluster daemon is operational."
+    err = one_refusal(node)
+    assert "cannot ask glusterd whether it is still connected" in err and "cannot prove it gone" in err
+    assert "gluster daemon is operational" in err
+    assert records(node) == before
+
+
+def test_an_old_record_without_an_address_falls_back_to_the_node_name(node):
+    before = held_by_node2(node, address=None, connected=False)
+    assert "no address recorded, and the name does not resolve" in one_refusal(node)
+    assert records(node) == before
+    node.runner.hosts["node2"] = "10.0.0.2"
+    assert ["getent", "ahosts", "node2"] in node.runner.commands
+    node.runner.clients["10.0.0.2"] = ["gluster1.example.com:/b"]
+    assert "node2's client at 10.0.0.2 is connected" in one_refusal(node)
+    del node.runner.clients["10.0.0.2"]
+    node.ok("open", VOL_NAME=DISK, VOL_OPEN_EXCLUSIVE="True")
+    assert records(node) == {"node1": ("exclusive", "10.0.0.1")}
+
+
+def test_a_holder_at_this_nodes_own_address_is_never_taken_over(node):
+    held_by_node2(node, address="10.0.0.1", connected=False)
+    assert "node2 connects from 10.0.0.1 as this node does" in one_refusal(node)
+
+
+def test_a_pool_disk_names_its_pool_in_the_way_out(node):
+    from ganeti_gluster import open_records
+
+    node.ok("create", VOL_NAME=DISK, VOL_SIZE="8", EXTP_POOL="fast")
+    open_records.record(node.image(DISK, "ssd"), "node2", True, "10.0.0.2")
+    node.runner.clients["10.0.0.2"] = ["gluster1.example.com:/b"]
+    code, _, err = node.run("open", VOL_NAME=DISK, VOL_OPEN_EXCLUSIVE="True", EXTP_POOL="fast")
+    assert code == 1 and "`ganeti-gluster --pool fast fence node2`" in err
 
 
 def test_setinfo_stores_the_metadata_with_the_image(node):

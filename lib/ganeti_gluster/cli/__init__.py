@@ -4,8 +4,8 @@ Exit codes: 0 fine, 1 warnings found, 2 errors found, 3 could not do it
 (bad arguments, server unreachable, ...). Data goes to stdout (--json for
 machines); diagnostics go to stderr.
 
-One module per thing acted on: disks (list, orphans, show), volume (check,
-tune, status), cluster (join). This one holds the command line, the
+One module per thing acted on: disks (list, orphans, show, release), volume
+(check, tune, status), cluster (join, fence, unfence). This one holds the command line, the
 context every command gets, and the output helpers they share.
 """
 
@@ -136,6 +136,26 @@ def parser():
     show = command("show", disks.cmd_show, "a disk's gluster URI, QEMU and libvirt forms", volume=None)
     show.add_argument("disk", help="the disk (VOL_NAME)")
     show.add_argument("--volume", help="the volume (default: GLUSTER_VOLUME)")
+    release = command("release", disks.cmd_release, "clear another node's open record of a disk "
+                      "(asks on a terminal; --yes otherwise)", volume=None, json_output=False)
+    release.add_argument("disk", help="the disk (VOL_NAME)")
+    release.add_argument("--node", help="the holder whose record to clear (needed when several hold it)")
+    release.add_argument("--yes", action="store_true", help="do not ask")
+    release.add_argument("--volume", help="the volume (default: GLUSTER_VOLUME)")
+    fence = command("fence", cluster.cmd_fence, "cut a node off the volume (auth.reject) and verify that "
+                    "no brick serves it any more; run on a GlusterFS server", volume=None, json_output=False)
+    fence.add_argument("node", help="the Ganeti node")
+    fence.add_argument("--address", help="the address its clients connect from (default: from its "
+                       "open records on the volume)")
+    fence.add_argument("--force", action="store_true",
+                       help="fence even this node's own address or a brick host's")
+    fence.add_argument("--timeout", type=float, default=30, help="bound on the verification (s)")
+    fence.add_argument("--volume", help="the volume (default: GLUSTER_VOLUME)")
+    unfence = command("unfence", cluster.cmd_unfence, "let a fenced node's clients mount the volume again",
+                      volume=None, json_output=False)
+    unfence.add_argument("node", help="the Ganeti node")
+    unfence.add_argument("--address", help="the address fenced (default: from its open records)")
+    unfence.add_argument("--volume", help="the volume (default: GLUSTER_VOLUME)")
     return top
 
 

@@ -1,10 +1,11 @@
-"""ganeti-gluster join: GlusterFS cluster membership, a new node's bricks."""
+"""ganeti-gluster join, fence and unfence: GlusterFS cluster membership, a
+new node's bricks, and Ganeti nodes cut off a volume."""
 
 import os
 import sys
 import time
 
-from .. import diag, gluster_cli, validate
+from .. import diag, fencing, gluster_cli, servers, validate
 from ..errors import ProviderError
 from . import EXIT_OK, imagedir
 
@@ -182,3 +183,117 @@ def _wait(ctx, what, timeout, done):
         time.sleep(1)
     progress.done()
 
+
+
+# -- fence and unfence: a node cut off the volume by its address -----------------------
+
+def _node_address(ctx, node, given):
+    """The address `node`'s clients connect from: --address, else the one
+    the open records on the volume give for it."""
+    from .disks import disks_on_volume
+
+    if given:
+        if not servers.is_address(given):
+            raise ProviderError(f"--address {given!r} is not an IP address")
+        return given
+    recorded = sorted({d["open_from"][node] for d in disks_on_volume(ctx)
+                       if servers.is_address(d["open_from"].get(node) or "")})
+    if len(recorded) == 1:
+        return recorded[0]
+    if not recorded:
+        raise ProviderError(f"no open record on volume {ctx.volume} names {node} with an address: "
+                            "give it with --address")
+    raise ProviderError(f"the open records on volume {ctx.volume} name {node} with several addresses "
+                        f"({', '.join(recorded)}): give the one to use with --address")
+
+
+def _volume(ctx):
+    """(a server that answers, this node's address towards it, VolumeInfo)."""
+    server, own = servers.first_reachable_from(ctx.servers, ctx.settings.port)
+    info = gluster_cli.volume_info(ctx.runner, server, ctx.settings.port, ctx.volume,
+                                   ctx.settings.command_timeout)
+    if info is None:
+        raise ProviderError(f"volume {ctx.volume} does not exist on {server}")
+    return server, own, info
+
+
+def _why_not_fence(ctx, address, own, info):
+    """Why fencing `address` would cut off more than a Ganeti node, or None."""
+    if address == own:
+        return (f"{address} is the address this node connects to volume {ctx.volume} from: "
+                "fencing it would cut this node's own clients off")
+    hosts = {}
+    for brick in info.bricks:
+        hosts.setdefault(brick.rpartition(":")[0], brick)
+    for host, brick in hosts.items():
+        if address in servers.addresses_of(ctx.runner, host, ctx.settings.command_timeout):
+            return (f"{address} hosts brick {brick} of volume {ctx.volume}: fencing it would cut that "
+                    "server's own daemons (self-heal, rebalance) off the volume")
+    return None
+
+
+def _set_reject(ctx, entries):
+    """auth.reject set to `entries`, or reset when there are none."""
+    if entries:
+        step = ["volume", "set", ctx.volume, fencing.REJECT_OPTION, ",".join(entries)]
+    else:
+        step = ["volume", "reset", ctx.volume, fencing.REJECT_OPTION]
+    gluster_cli.change(ctx.runner, ctx.settings.command_timeout, step, ctx.settings.glusterd_socket)
+
+
+def cmd_fence(ctx, args):
+    node = validate.node("NODE", args.node)
+    address = _node_address(ctx, node, args.address)
+    server, own, info = _volume(ctx)
+    refusal = _why_not_fence(ctx, address, own, info)
+    if refusal and not args.force:
+        raise ProviderError(f"not fencing {node}: {refusal} (--force does it anyway)")
+    if refusal:
+        diag.warn(f"fencing {node} although {refusal} (--force)")
+    entries = fencing.reject_list(info.options)
+    if address not in entries:
+        _set_reject(ctx, entries + [address])
+    started = time.monotonic()
+    # What glusterd says now, not what we asked: auth.reject lists it ...
+    entries = fencing.reject_list(_volume(ctx)[2].options)
+    if address not in entries:
+        raise ProviderError(f"NOT fenced: {fencing.REJECT_OPTION} of volume {ctx.volume} does not list "
+                            f"{address} after setting it ({', '.join(entries) or 'empty'})")
+    # ... and no brick still serves a client from it.
+    deadline, last = started + args.timeout, None
+    while True:
+        try:
+            clients = gluster_cli.volume_clients(ctx.runner, server, ctx.settings.port, ctx.volume,
+                                                 ctx.settings.command_timeout)
+            still = clients.bricks_of(address)
+            if not still:
+                break
+            last = f"{', '.join(still)} still list(s) a client from {address}"
+        except ProviderError as exc:
+            last = f"cannot ask glusterd which clients are connected: {exc}"
+        if time.monotonic() > deadline:
+            raise ProviderError(f"NOT verified that {node} is fenced: {fencing.REJECT_OPTION} of volume "
+                                f"{ctx.volume} lists {address}, but after {args.timeout:g} s {last}")
+        time.sleep(0.5)
+    sys.stdout.write(f"fenced {node} ({address}) off volume {ctx.volume}: {fencing.REJECT_OPTION} is "
+                     f"{','.join(entries)}; verified after {time.monotonic() - started:.1f} s: none of the "
+                     f"{clients.bricks_answering} online brick(s) lists a client from {address}\n")
+    return EXIT_OK
+
+
+def cmd_unfence(ctx, args):
+    node = validate.node("NODE", args.node)
+    address = _node_address(ctx, node, args.address)
+    entries = fencing.reject_list(_volume(ctx)[2].options)
+    if address not in entries:
+        sys.stdout.write(f"{node} ({address}) is not fenced: {fencing.REJECT_OPTION} of volume "
+                         f"{ctx.volume} does not list it\n")
+        return EXIT_OK
+    rest = [e for e in entries if e != address]
+    _set_reject(ctx, rest)
+    now = fencing.reject_list(_volume(ctx)[2].options)
+    if address in now:
+        raise ProviderError(f"{fencing.REJECT_OPTION} of volume {ctx.volume} still lists {address}")
+    sys.stdout.write(f"unfenced {node} ({address}) on volume {ctx.volume}: {fencing.REJECT_OPTION} is "
+                     f"{','.join(now) if now else 'reset'}; its clients may mount the volume again\n")
+    return EXIT_OK

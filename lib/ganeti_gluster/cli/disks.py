@@ -1,4 +1,4 @@
-"""ganeti-gluster list, orphans and show: the provider's disks on a volume.
+"""ganeti-gluster list, orphans, show and release: the provider's disks on a volume.
 
 Nothing the volume holds is followed: see imagedir.
 """
@@ -8,7 +8,7 @@ import os
 import stat
 import sys
 
-from .. import diag, loopdev, validate
+from .. import diag, images, loopdev, validate
 from ..errors import ProviderError
 from ..location import Location
 from . import EXIT_OK, EXIT_WARNING, human_size, imagedir, print_json, table
@@ -32,7 +32,7 @@ def scan(ctx):
         disks[name] = {
             "name": name, "size": info.st_size, "allocated": image["blocks"] * 512,
             "instance": metadata.split("+", 1)[1] if metadata.startswith("originstname+") else None,
-            "metadata": metadata or None, "open": image["open"],
+            "metadata": metadata or None, "open": image["open"], "open_from": image["open_from"],
             "device": loopdev.find(os.path.join(mount_path, ctx.settings.dir, name), info, None,
                                   mount_path, ctx.settings.node_name),
             "snapshots": [],
@@ -194,3 +194,67 @@ def _forms(ctx, name):
                         f"  <source protocol='gluster' name='{ctx.volume}/{path}'>\n{hosts}\n  </source>\n"
                         f"  <target dev='vda' bus='virtio'/>\n</disk>"),
     }
+
+
+# -- release -----------------------------------------------------------------------
+
+def cmd_release(ctx, args):
+    """Clears another node's open record of a disk: for a record that
+    outlived its node's use of the disk (a node reinstalled, a detach that
+    never ran), which would otherwise keep refusing exclusive opens."""
+    from .. import open_records
+
+    name = validate.disk_name("DISK", args.disk)
+    with ctx.mounted() as mount_path:
+        path = os.path.join(mount_path, ctx.settings.dir, name)
+        if images.find_image(mount_path, ctx.settings.dir, name) is None:
+            raise ProviderError(f"there is no disk {name} on volume {ctx.volume}")
+        records = open_records.read(path)
+        node = _holder_to_release(ctx, name, records, args.node)
+        record = records[node]
+        question = f"clear {node}'s open record of {name} ({record.describe()}){_still_connected(ctx, record)}?"
+        if not args.yes:
+            if not sys.stdin.isatty():
+                raise ProviderError(f"not clearing {node}'s open record of {name} without confirmation: "
+                                    "not on a terminal (--yes confirms)")
+            sys.stderr.write(f"{question} [y/N] ")
+            sys.stderr.flush()
+            if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+                raise ProviderError(f"{node}'s open record of {name} left alone")
+        open_records.forget(path, node)
+    sys.stdout.write(f"released {name}: cleared {node}'s open record ({record.describe()})\n")
+    return EXIT_OK
+
+
+def _holder_to_release(ctx, name, records, node):
+    others = sorted(n for n in records if n != ctx.settings.node_name)
+    if node:
+        node = validate.node("--node", node)
+        if node not in records:
+            raise ProviderError(f"{node} holds no open record of {name} "
+                                f"(holders: {', '.join(sorted(records)) or 'none'})")
+        return node
+    if not others:
+        raise ProviderError(f"no other node holds an open record of {name}"
+                            f"{' (this node does: close it)' if records else ''}")
+    if len(others) > 1:
+        raise ProviderError(f"{name} is open on {', '.join(others)}: say which with --node")
+    return others[0]
+
+
+def _still_connected(ctx, record):
+    """A warning for the question when glusterd shows the holder's client
+    still connected to the volume; nothing when it cannot tell."""
+    from .. import gluster_cli
+
+    if not record.address:
+        return ""
+    try:
+        clients = gluster_cli.volume_clients(ctx.runner, ctx.reachable_server(), ctx.settings.port,
+                                             ctx.volume, ctx.settings.command_timeout)
+    except ProviderError:
+        return ""
+    if clients.bricks_of(record.address):
+        return (f" — its client at {record.address} is STILL CONNECTED to volume {ctx.volume}: if it "
+                "still runs the instance, fence it first")
+    return ""

@@ -141,9 +141,11 @@ def scan(mount_path, directory):
                                           "allocated": info.st_blocks * 512,
                                           "age_seconds": age_seconds(info.st_mtime)})
             else:
+                records = open_records.read(path)
                 found["images"][name] = {
                     "stat": tuple(info), "blocks": info.st_blocks, "metadata": images.get_metadata(path),
-                    "open": {node: mode for node, (mode, _) in open_records.read(path).items()}}
+                    "open": {node: r.mode for node, r in records.items()},
+                    "open_from": {node: r.address for node, r in records.items()}}
     return found
 
 

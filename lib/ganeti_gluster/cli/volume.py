@@ -3,7 +3,7 @@
 import os
 import sys
 
-from .. import diag, ganeti_kvm, gluster_cli, health
+from .. import diag, fencing, ganeti_kvm, gluster_cli, health
 from ..procfs import mount_entry
 from . import EXIT_OK, SEVERITY_EXIT, human_size, print_json
 from .disks import disks_on_volume
@@ -66,6 +66,7 @@ def _status(ctx):
         "bytes_total": total, "bytes_free": free,
         "disks": len(disks), "disks_attached_here": sum(bool(d["device"]) for d in disks),
         "mounts_here": mounts,
+        "fenced": fencing.reject_list(facts.set_options),
         "health": health.worst(health.findings(facts, ctx.settings.min_free_percent, (free, total))),
     }
 
@@ -114,5 +115,7 @@ def cmd_status(ctx, args):
             f"  space       {human_size(status['bytes_free'])} free of {human_size(status['bytes_total'])}\n"
             f"  disks       {status['disks']} ({status['disks_attached_here']} attached on this node)\n"
             f"  mounted on this node: {', '.join(status['mounts_here']) or 'none'}\n")
+        if status["fenced"]:
+            sys.stdout.write(f"  fenced      {', '.join(status['fenced'])} (auth.reject: refused by every brick)\n")
     return SEVERITY_EXIT[status["health"]]
 
