@@ -557,10 +557,13 @@ def point_in_time_snapshots():
             copy = image_on_brick("gv0", snapshot_name)
         last = generations.progress(device)
         result = generations.verdict(generations.read_blocks(copy)) if copy else None
-        print(f"    the guest went from generation {first} to {last} meanwhile; the "
+        print(f"    the guest had completed generation {first} before the copy, {last} after it; the "
               f"{'export' if export else 'snapshot'}: {result}")
         check(context, "the copy is one instant of the guest's stream", result and result.one_instant)
-        check(context, "and the guest wrote on meanwhile", last > first)
+        # a snapshot can take less than a generation: the guest writing all
+        # along shows as the next generation completed soon after
+        check(context, "and the guest wrote on throughout",
+              wait_for(lambda: generations.progress(device) > first, 10))
         if not export:
             cluster.inside("env", f"VOL_NAME={snapshot_name}", "/usr/share/ganeti/extstorage/gluster/remove")
         Step("gnt-instance", "stop", "--timeout=0", instance)
