@@ -239,7 +239,8 @@ def snapshot(request, settings, runner, args):
             if target.stat() is not None:
                 raise ProviderError(f"snapshot {target.name} already exists; remove it first")
             users = writers.find(disk, info, settings.node_name)
-            uncoordinated = users.others + [str(q) for q in users.qemus[1:]]
+            # two QEMUs on one disk: neither's backup job sees the other's writes
+            uncoordinated = users.others + ([str(q) for q in users.qemus] if len(users.qemus) > 1 else [])
             if uncoordinated:
                 what = (f"disk {disk.name} is in use by {', '.join(uncoordinated)}: a copy would "
                         "mix moments")

@@ -15,9 +15,9 @@ from .errors import ProviderError
 
 
 class Qemu:
-    def __init__(self, pid):
+    def __init__(self, pid, argv):
         self.pid = pid
-        self.sockets = qmp.monitor_sockets(procfs.argv(pid))
+        self.sockets = qmp.monitor_sockets(argv)
 
     def __str__(self):
         return f"QEMU pid {self.pid}"
@@ -48,7 +48,7 @@ def find(disk, info, node):
         others += [f"{holder} (on {device})" for holder in loopdev.kernel_holders(device)]
     for pid in procfs.pids_holding([p for p in (device, disk.path) if p]):
         if _is_qemu(pid):
-            qemus[pid] = Qemu(pid)
+            qemus[pid] = Qemu(pid, procfs.argv(pid))
         else:
             others.append(f"pid {pid} ({procfs.command_name(pid)})")
     # QEMU's gluster driver (access=userspace) opens nothing on this node:
@@ -56,8 +56,10 @@ def find(disk, info, node):
     # (noded's) count: each Ganeti node runs its instances there.
     named = re.compile(re.escape(_image(disk)) + r"(?![\w.-])")
     for pid in procfs.same_mount_namespace_pids():
-        if pid not in qemus and _is_qemu(pid) and any(named.search(arg) for arg in procfs.argv(pid)):
-            qemus[pid] = Qemu(pid)
+        if pid not in qemus and _is_qemu(pid):
+            argv = procfs.argv(pid)
+            if any(named.search(arg) for arg in argv):
+                qemus[pid] = Qemu(pid, argv)
     for other, record in sorted(open_records.read(disk.path).items()):
         if other != node:
             others.append(f"node {other} (open {record.mode} since {record.since})")
