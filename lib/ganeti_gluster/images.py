@@ -251,14 +251,9 @@ def snapshot_through_qemu(target, qemu_pid, socket_path, node, size, io_timeout,
     zeros reach the target as data that detect-zeroes=unmap leaves holes)."""
     from . import qmp
 
-    temporary = partial_path(target)
-
     def fill(fd):
         os.ftruncate(fd, size)  # a backup target must have the disk's size
-        if not _is_ours(procfs.path_of_process(qemu_pid, temporary), fd):
-            raise ProviderError(f"QEMU pid {qemu_pid} does not see this node's mount at "
-                                f"{os.path.dirname(temporary)}")
-        qmp.backup(procfs.path_of_process(qemu_pid, socket_path), node, temporary, io_timeout,
+        qmp.backup(procfs.path_of_process(qemu_pid, socket_path), node, fd, io_timeout,
                    lambda: _still_building(fd))
         if zeros_allocated:
             sparse_copy.punch_zeros(fd, size, _still_building)

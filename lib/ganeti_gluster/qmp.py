@@ -66,11 +66,16 @@ class Monitor:
         line, _, self.buffer = self.buffer.partition(b"\n")
         return json.loads(line)
 
-    def execute(self, command, **arguments):
-        """The command's return value; its error as a ProviderError."""
+    def execute(self, command, fds=(), **arguments):
+        """The command's return value; its error as a ProviderError. `fds`
+        travel with the command (SCM_RIGHTS), as add-fd needs."""
         message = {"execute": command, **({"arguments": arguments} if arguments else {})}
+        data = json.dumps(message).encode() + b"\n"
         try:
-            self.sock.sendall(json.dumps(message).encode() + b"\n")
+            if fds:
+                socket.send_fds(self.sock, [data], list(fds))
+            else:
+                self.sock.sendall(data)
             while True:
                 reply = self._receive()
                 if "return" in reply:
@@ -162,7 +167,8 @@ def find_node(monitor, disk):
 # -- the backup job -------------------------------------------------------------
 
 def clear_leftovers(monitor):
-    """Ends jobs and removes target nodes of earlier runs that were killed."""
+    """Ends jobs, removes target nodes and gives back descriptors of earlier
+    runs that were killed."""
     for job in monitor.execute("query-jobs"):
         if job.get("id", "").startswith(PREFIX):
             if job.get("status") not in ("concluded", "null"):
@@ -172,30 +178,49 @@ def clear_leftovers(monitor):
     for node in monitor.execute("query-named-block-nodes", flat=True):
         if node.get("node-name", "").startswith(PREFIX):
             _quietly(monitor, "blockdev-del", **{"node-name": node["node-name"]})
+    for fdset in monitor.execute("query-fdsets"):
+        if any(fd.get("opaque", "").startswith(PREFIX) for fd in fdset.get("fds", [])):
+            _quietly(monitor, "remove-fd", **{"fdset-id": fdset["fdset-id"]})
 
 
-def backup(socket_path, node, target_path, io_timeout, still_going):
-    """Copies QEMU's block node `node` as it is now to the file at
-    target_path (which has the node's size), keeping zero blocks holes.
-    Fails when the job stops advancing for io_timeout seconds.
-    still_going() is called on every poll."""
+def backup(socket_path, node, target_fd, io_timeout, still_going):
+    """Copies QEMU's block node `node` as it is now to the file open as
+    target_fd (O_RDWR, the node's size), keeping zero blocks holes. QEMU
+    gets the descriptor, never a path: a name on the volume can be swapped
+    for a symlink by another host between any check and QEMU's open. Fails
+    when the job stops advancing for io_timeout seconds. still_going() is
+    called on every poll."""
     name = PREFIX + uuid.uuid4().hex[:12]
     with Monitor(socket_path, io_timeout) as monitor:
         clear_leftovers(monitor)
-        monitor.execute("blockdev-add", **{
-            "node-name": name, "driver": "file", "filename": target_path,
-            # zeros read from the disk are written as holes
-            "discard": "unmap", "detect-zeroes": "unmap"})
+        fdset = monitor.execute("add-fd", fds=[target_fd], opaque=name)["fdset-id"]
+        try:
+            monitor.execute("blockdev-add", **{
+                "node-name": name, "driver": "file", "filename": f"/dev/fdset/{fdset}",
+                # zeros read from the disk are written as holes
+                "discard": "unmap", "detect-zeroes": "unmap"})
+        except ProviderError:
+            _quietly(monitor, "remove-fd", **{"fdset-id": fdset})
+            raise
         try:
             monitor.execute("blockdev-backup", **{
                 "job-id": name, "device": node, "target": name, "sync": "full",
                 "auto-finalize": True, "auto-dismiss": False})
         except ProviderError:
             _quietly(monitor, "blockdev-del", **{"node-name": name})
+            _quietly(monitor, "remove-fd", **{"fdset-id": fdset})
             raise
     try:
         _follow(socket_path, name, io_timeout, still_going)
     finally:
+        _end_job(socket_path, name, fdset, io_timeout)
+
+
+def _end_job(socket_path, name, fdset, io_timeout):
+    """Cancels the job if it still runs, dismisses it, removes its target
+    node and gives back the descriptor; a monitor gone meanwhile must not
+    hide why the copy failed (the next run clears what is left)."""
+    try:
         with Monitor(socket_path, io_timeout) as monitor:
             job = _job(monitor, name)
             if job and job.get("status") not in ("concluded", "null"):
@@ -204,6 +229,9 @@ def backup(socket_path, node, target_path, io_timeout, still_going):
             _quietly(monitor, "job-dismiss", id=name)
             # closing the node flushes what QEMU wrote to the target
             _quietly(monitor, "blockdev-del", **{"node-name": name})
+            _quietly(monitor, "remove-fd", **{"fdset-id": fdset})
+    except ProviderError as exc:
+        diag.warn(f"could not clear backup job {name} in QEMU: {exc}")
 
 
 def _follow(socket_path, name, io_timeout, still_going):

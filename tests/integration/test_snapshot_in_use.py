@@ -117,8 +117,8 @@ def test_a_disk_a_running_qemu_uses_is_copied_by_its_backup_job(disks, qemus, tm
     assert os.stat(image_path(snap)).st_blocks * 512 <= 8 * MIB, "the holes were filled"
     assert not [n for n in os.listdir(os.path.dirname(image_path(snap))) if n.startswith(".")
                 and name in n], "a partial file was left"
-    # QEMU keeps nothing of the job: no job, no target node
-    assert qemu.ask("query-jobs") == []
+    # QEMU keeps nothing of the job: no job, no descriptor, no target node
+    assert qemu.ask("query-jobs") == [] and qemu.ask("query-fdsets") == []
     assert not [n for n in qemu.ask("query-named-block-nodes") if "snapshot" in n.get("node-name", "")]
 
 
