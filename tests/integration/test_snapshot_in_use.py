@@ -2,7 +2,8 @@
 uses it (the four ways Ganeti 3.0 and 3.1 give QEMU a disk), refused for a
 writer the provider cannot coordinate with, fuzzy only when the node says so.
 
-The QEMUs here run no guest (-S): the copy's mechanics are checked here;
+The QEMUs here run no operating system (the disk holds no boot sector, the
+BIOS finds nothing to boot): the copy's mechanics are checked here;
 that the copy is one instant of a guest writing meanwhile is proven by the
 e2e (a KVM guest writing generations during gnt-backup export)."""
 
@@ -46,7 +47,8 @@ def drive_arguments(form, device_link, name):
 
 
 class Qemu:
-    """A QEMU that holds the disk, paused before its guest starts, with a
+    """A running QEMU that holds the disk (QEMU closes a descriptor given
+    back with remove-fd only while the VM runs), with a
     QMP socket as Ganeti gives one (<instance>.qmp)."""
 
     def __init__(self, tmp_path, form, device, name):
@@ -55,7 +57,7 @@ class Qemu:
             link.symlink_to(device)
         self.qmp = str(tmp_path / "instance1.example.com.qmp")
         self.process = subprocess.Popen(
-            ["qemu-system-x86_64", "-S", "-nodefaults", "-display", "none", "-machine", "pc",
+            ["qemu-system-x86_64", "-nodefaults", "-display", "none", "-machine", "pc",
              "-m", "64", "-qmp", f"unix:{self.qmp},server=on,wait=off",
              *drive_arguments(form, str(link), name)],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
