@@ -95,8 +95,9 @@ def log(message):
     print(f"e2e: {message}", flush=True)
 
 
-def sh(*args, check=True, timeout=300, env=None):
-    result = subprocess.run(list(args), capture_output=True, text=True, timeout=timeout, env=env)
+def sh(*args, check=True, timeout=300, env=None, input=None):
+    result = subprocess.run(list(args), capture_output=True, text=True, timeout=timeout, env=env,
+                            input=input)
     if check and result.returncode != 0:
         raise RuntimeError(f"{' '.join(args)} failed ({result.returncode}): "
                            f"{(result.stderr or result.stdout).strip()[-800:]}")

@@ -8,10 +8,13 @@ caused (from the provider's own call log) and each assertion on the volume
 (image files on the brick, sizes, metadata, open records) and on the node
 (loop devices, mounts in noded's namespace). Everything is torn down at the
 end, also on failure. E2E_ONLY=kvm runs only the KVM guests, E2E_ONLY=snapshots
-only the point-in-time snapshots (for development).
+only the point-in-time snapshots, E2E_ONLY=partition only the two nodes and the
+partition (for development).
 """
 
 import os
+import shlex
+import subprocess
 import sys
 import time
 import traceback
@@ -30,22 +33,29 @@ skipped = []
 class Step:
     """One Ganeti command: run it, show the provider calls, then check."""
 
-    def __init__(self, *command, fails=False):
+    def __init__(self, *command, fails=False, answer_yes=False):
         """fails: the command is expected to fail; its output is kept in
-        self.output for the checks, and succeeding is a failure."""
+        self.output for the checks, and succeeding is a failure.
+        answer_yes: the command asks on its terminal (Ganeti asks there even
+        with -f); it gets one, and "y" to every question."""
         self.command = command
         call_log = cluster.host(cluster.CALL_LOG)
         mark = os.path.getsize(call_log) if os.path.exists(call_log) else 0
         mark2 = os.path.getsize(cluster.CALL_LOG2) if os.path.exists(cluster.CALL_LOG2) else 0
-        print(f"\n$ {' '.join(command)}", flush=True)
+        print(f"\n$ {' '.join(command)}{'   (answering y on a terminal)' if answer_yes else ''}", flush=True)
+        if answer_yes:
+            command = ("sh", "-c", f"yes | script -qec {shlex.quote(shlex.join(command))} /dev/null")
         result = cluster.inside(*command, check=False)
         self.output = result.stdout + result.stderr
+        if answer_yes:  # the terminal echoes every "y" it was given
+            self.output = "\n".join(line for line in self.output.splitlines() if line.strip() != "y")
         if fails:
             if result.returncode == 0:
                 failures.append(f"{' '.join(command)} succeeded, expected to fail")
             else:
                 lines = self.output.strip().splitlines()
-                reason = next((line for line in reversed(lines) if "rror" in line or "ailure" in line), lines[-1])
+                reason = next((line for line in reversed(lines) if "rror" in line or "ailure" in line),
+                              lines[-1] if lines else f"exit {result.returncode}, no output")
                 print("    (failed, as expected): " + reason[-400:])
         elif result.returncode != 0:
             print(result.stdout[-2000:] + result.stderr[-2000:])
@@ -370,6 +380,144 @@ def two_nodes():
     gone.check("removed; mapped nowhere", images() == {} and mapped_on(disk) == [])
 
 
+# A process writing sequence-numbered 4 KiB blocks (block N holds N) to a
+# disk's loop device, as a VM does, 20 a second; it logs each write as
+# issued, then acked or failed, and goes on after a failure.
+WRITER = r"""
+import mmap, os, sys, time
+device, log = sys.argv[1:]
+fd = os.open(device, os.O_WRONLY | os.O_DIRECT)
+blocks = os.lseek(fd, 0, os.SEEK_END) // 4096
+buffer = mmap.mmap(-1, 4096)
+with open(log, "a", buffering=1) as out:
+    for seq in range(1, blocks):
+        buffer[:16] = b"SEQ-" + seq.to_bytes(8, "little") + b"----"
+        out.write(f"issued {seq}\n")
+        try:
+            os.pwrite(fd, buffer, seq * 4096)
+            out.write(f"acked {seq}\n")
+        except OSError as exc:
+            out.write(f"failed {seq} {exc.errno}\n")
+        time.sleep(0.05)
+"""
+GLUSTER_PORTS = "{ 24007, 49152-60999 }"
+
+
+def partition():
+    """Node 2, primary of an instance whose process writes its disk, is cut
+    off from the master (node 1) but not from GlusterFS (nftables in its
+    network namespace reset every connection to node 1 but GlusterFS's). A
+    failover --ignore-consistency to node 1 is refused: node 2's client is
+    still connected. Once node 2 is fenced (ganeti-gluster fence), the
+    failover succeeds, and nothing node 2 writes after that reaches the image."""
+    one, two = cluster.NODE, cluster.NODE2
+    instance = "inst8.example.com"
+    Step("gnt-instance", "add", "-t", "ext", "--disk", "0:size=64M,provider=gluster,pool=second",
+         "-o", "e2e-dummy", "--no-install", "--no-ip-check", "--no-name-check", "-n", two,
+         "-B", "memory=128", instance)
+    Step("gnt-instance", "start", instance)
+    disk = next(iter(images("gv1")))
+    log = os.path.join(cluster.STATE, "partition-writer.log")
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, loops()[disk], log])
+    table = "ganeti_gluster_e2e_partition"
+    # New connections either way only to GlusterFS's ports (a source port
+    # proves nothing: ephemeral ones overlap the bricks'), and their replies.
+    rules = "\n".join([f"add rule inet {table} {chain} ct state established,related accept"
+                       for chain in ("out", "in")] +
+                      [f"add rule inet {table} {chain} ip {way}addr {{ {cluster.CLUSTER_ADDRESS}, {cluster.ADDRESS} }} {rule}"
+                       for chain, way in (("out", "d"), ("in", "s"))
+                       for rule in (f"tcp dport {GLUSTER_PORTS} accept", "meta l4proto tcp reject with tcp reset",
+                                    "drop")])
+    nft = ["nsenter", "-t", str(cluster.anchor2_pid()), "-n", "nft"]
+    try:
+        wait_for(lambda: _log(log).count("acked") >= 20, 30)
+        print(f"\n$ (node 2 cut off from node 1 but for GlusterFS's ports: nftables in its namespace)")
+        cluster.sh(*nft, "-f", "-", input=(
+            f"add table inet {table}\n"
+            f"add chain inet {table} out {{ type filter hook output priority 0; }}\n"
+            f"add chain inet {table} in {{ type filter hook input priority 0; }}\n{rules}\n"))
+        context = f"{two} cut off from the master, still connected to GlusterFS"
+        check(context, "the master cannot reach node 2's noded",
+              not _connects(cluster.inside, cluster.ADDRESS2, 1811))
+        check(context, "node 2 still reaches GlusterFS on node 1", _connects(cluster.inside2, cluster.ADDRESS, 24007))
+        # What Ganeti asks before a failover --ignore-consistency: node 2 marked offline
+        Step("gnt-node", "modify", "--offline=yes", "--force", two)
+        refused = Step("gnt-instance", "failover", "-f", "--ignore-consistency", "-n", one, instance,
+                       fails=True, answer_yes=True)
+        print("    " + "\n    ".join(refused.output.strip().splitlines()[-6:]))
+        refused.check("failover is refused: node 2's client is still connected to the volume",
+                      f"is open on {two}" in refused.output and "fence" in refused.output)
+        refused.check("and the disk is still node 2's", open_records("gv1", disk) == {two: "exclusive"})
+        print(f"\n$ ganeti-gluster --pool second fence {two}")
+        fenced = cluster.inside("ganeti-gluster", "--pool", "second", "fence", two, check=False)
+        issued_before = max(_seqs(_log(log), "issued"), default=0)
+        acked_before = _seqs(_log(log), "acked")
+        print("    " + (fenced.stdout + fenced.stderr).strip())
+        check("fence", f"{two} is fenced off gv1, verified", fenced.returncode == 0
+              and f"fenced {two} ({cluster.ADDRESS2})" in fenced.stdout)
+        # Ganeti 3.0 made node 1 the primary before it tried the disks: the
+        # failover ends with starting the instance there
+        moved = cluster.inside("gnt-instance", "list", "--no-headers", "-o", "pnode", instance).stdout.strip()
+        check("the refused failover", "Ganeti made node 1 the instance's primary all the same", moved == one)
+        started = Step("gnt-instance", "start", instance)
+        started.check("the failover completes: node 1 holds the disk, taken over from fenced node 2",
+                      open_records("gv1", disk) == {one: "exclusive"})
+        time.sleep(3)  # node 2's writer goes on trying
+    finally:
+        writer.kill()
+        writer.wait()
+        cluster.sh(*nft, "delete", "table", "inet", table, check=False)
+    text = _log(log)
+    after = [seq for seq in _seqs(text, "issued") if seq > issued_before]
+    failed_after = [seq for seq in _seqs(text, "failed") if seq > issued_before]
+    on_image = _image_seqs(image_on_brick("gv1", disk))
+    print(f"    node 2's writer: {len(acked_before)} writes acknowledged before the fence returned, "
+          f"{len(after)} issued after it, {len(failed_after)} of those failed; the image holds "
+          f"{len([s for s in on_image if s > issued_before])} blocks written after the fence")
+    context = "node 2 fenced"
+    check(context, "node 2 tried to write after the fence", len(after) >= 10)
+    check(context, "every write node 2 issued after the fence failed", after and failed_after == after)
+    check(context, "none of them reached the image", max(on_image, default=0) <= issued_before)
+    check(context, "every write acknowledged before it is on the image", set(acked_before) <= set(on_image))
+    print(f"\n$ ganeti-gluster --pool second unfence {two}")
+    unfenced = cluster.inside("ganeti-gluster", "--pool", "second", "unfence", two, check=False)
+    check("unfence", f"{two} may mount gv1 again", unfenced.returncode == 0)
+    Step("gnt-node", "modify", "--offline=no", two, answer_yes=True)
+    Step("gnt-instance", "remove", "-f", instance).check("removed", images("gv1") == {})
+
+
+def _connects(on_node, address, port):
+    """Whether a TCP connection from that node to address:port is accepted."""
+    probe = f"import socket; socket.create_connection(('{address}', {port}), timeout=5).close()"
+    return on_node("python3", "-c", probe, check=False).returncode == 0
+
+
+def _log(path):
+    try:
+        with open(path) as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return ""
+
+
+def _seqs(text, word):
+    return [int(line.split()[1]) for line in text.splitlines() if line.startswith(word + " ")]
+
+
+def _image_seqs(path):
+    """The sequence numbers the writer's blocks on the image hold."""
+    found = []
+    with open(path, "rb") as handle:
+        block = 0
+        while True:
+            data = handle.read(4096)
+            if not data:
+                return found
+            if data.startswith(b"SEQ-") and int.from_bytes(data[4:12], "little") == block:
+                found.append(block)
+            block += 1
+
+
 SECTOR = 512
 MARKER = b"GANETI-GLUSTER-KVM-OK"
 PATTERN_LBA = 2048  # where boot.asm writes
@@ -608,8 +756,9 @@ def main():
             cluster.patch_ganeti_kvm_utils()  # what kvm_guests does half-way: userspace disks start
         if only in (None, "snapshots") and cluster.kvm_available():
             point_in_time_snapshots()
-        if not only:
+        if only in (None, "partition"):
             two_nodes()
+            partition()
     except Exception:
         traceback.print_exc()
         failures.append("the scenario stopped early")

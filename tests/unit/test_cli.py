@@ -365,12 +365,14 @@ class FakeGlusterd:
     """glusterd of a volume with one brick on 10.0.0.11, the clients connected to it, and its
     auth.reject; a fenced address's clients are dropped unless `drops` is False."""
 
-    def __init__(self, clients=("10.0.0.1", "10.0.0.2"), reject=None, drops=True):
+    def __init__(self, clients=("10.0.0.1", "10.0.0.2"), reject=None, drops=True, hosts=None):
         self.clients, self.reject, self.drops, self.changes = set(clients), reject, drops, []
+        self.hosts = hosts or {}  # what getent ahosts answers
 
     def run(self, args, timeout, check=True):
         if args[0] == "getent":
-            return Result(0, "", "")
+            address = self.hosts.get(args[-1])
+            return Result(0, f"{address}      STREAM {args[-1]}\n" if address else "", "")
         words = [a for a in args[1:] if not a.startswith("--")]
         if "--xml" not in args:
             self.changes.append(words)
@@ -453,6 +455,18 @@ def test_unfence_removes_the_address_and_resets_an_empty_list(held, capsys):
     assert "auth.reject is reset" in out
     code, out, _ = run(capsys, "unfence", "node2", runner=glusterd)
     assert code == 0 and out == "node2 (10.0.0.2) is not fenced: auth.reject of volume vmstore does not list it\n"
+
+
+def test_unfence_finds_a_node_whose_records_were_taken_over_by_its_name(held, capsys):
+    from ganeti_gluster import open_records
+
+    open_records.forget(held, "node2")  # another node took the disk over after the fence
+    glusterd = FakeGlusterd(reject="192.0.2.9,10.0.0.2", hosts={"node2": "10.0.0.2", "node3": "10.0.0.3"})
+    code, out, _ = run(capsys, "unfence", "node2", runner=glusterd)
+    assert code == 0 and glusterd.changes == [["volume", "set", "vmstore", "auth.reject", "192.0.2.9"]]
+    assert out.startswith("unfenced node2 (10.0.0.2)")
+    code, out, err = run(capsys, "unfence", "node3", runner=glusterd)
+    assert code == 3 and "resolves to no fenced one: give it with --address" in err
 
 
 def test_status_shows_fenced_addresses(node, capsys, monkeypatch):

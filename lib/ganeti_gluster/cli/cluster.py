@@ -187,9 +187,11 @@ def _wait(ctx, what, timeout, done):
 
 # -- fence and unfence: a node cut off the volume by its address -----------------------
 
-def _node_address(ctx, node, given):
+def _node_address(ctx, node, given, fenced=()):
     """The address `node`'s clients connect from: --address, else the one
-    the open records on the volume give for it."""
+    the open records on the volume give for it; else, for unfence (its
+    records are gone once another node took its disks over), the one of
+    the `fenced` addresses its name resolves to."""
     from .disks import disks_on_volume
 
     if given:
@@ -198,10 +200,14 @@ def _node_address(ctx, node, given):
         return given
     recorded = sorted({d["open_from"][node] for d in disks_on_volume(ctx)
                        if servers.is_address(d["open_from"].get(node) or "")})
+    if not recorded and fenced:
+        resolved = servers.addresses_of(ctx.runner, node, ctx.settings.command_timeout)
+        recorded = sorted(set(resolved) & set(fenced))
     if len(recorded) == 1:
         return recorded[0]
     if not recorded:
-        raise ProviderError(f"no open record on volume {ctx.volume} names {node} with an address: "
+        raise ProviderError(f"no open record on volume {ctx.volume} names {node} with an address"
+                            f"{' and its name resolves to no fenced one' if fenced else ''}: "
                             "give it with --address")
     raise ProviderError(f"the open records on volume {ctx.volume} name {node} with several addresses "
                         f"({', '.join(recorded)}): give the one to use with --address")
@@ -283,8 +289,8 @@ def cmd_fence(ctx, args):
 
 def cmd_unfence(ctx, args):
     node = validate.node("NODE", args.node)
-    address = _node_address(ctx, node, args.address)
     entries = fencing.reject_list(_volume(ctx)[2].options)
+    address = _node_address(ctx, node, args.address, entries)
     if address not in entries:
         sys.stdout.write(f"{node} ({address}) is not fenced: {fencing.REJECT_OPTION} of volume "
                          f"{ctx.volume} does not list it\n")
