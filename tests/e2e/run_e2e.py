@@ -455,7 +455,7 @@ def partition():
         print("    " + (fenced.stdout + fenced.stderr).strip())
         check("fence", f"{two} is fenced off gv1, verified", fenced.returncode == 0
               and f"fenced {two} ({cluster.ADDRESS2})" in fenced.stdout)
-        # Ganeti 3.0 made node 1 the primary before it tried the disks: the
+        # Ganeti (3.0 and 3.1) made node 1 the primary before it tried the disks: the
         # failover ends with starting the instance there
         moved = cluster.inside("gnt-instance", "list", "--no-headers", "-o", "pnode", instance).stdout.strip()
         check("the refused failover", "Ganeti made node 1 the instance's primary all the same", moved == one)
