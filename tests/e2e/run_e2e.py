@@ -293,8 +293,7 @@ def spread_snapshot():
         write_sectors(device, (shard * cluster.SPREAD_SHARD + MIB) // SECTOR, f"shard {shard}".encode())
     snapshot_name = name + ".e2e-snap"
     print(f"\n$ VOL_NAME={name} VOL_SNAPSHOT_NAME={snapshot_name} EXTP_POOL=spread .../gluster/snapshot")
-    made = cluster.inside("env", f"VOL_NAME={name}", f"VOL_SNAPSHOT_NAME={snapshot_name}", "EXTP_POOL=spread",
-                          "/usr/share/ganeti/extstorage/gluster/snapshot", check=False)
+    made = provider("snapshot", VOL_NAME=name, VOL_SNAPSHOT_NAME=snapshot_name, EXTP_POOL="spread")
     context = "snapshot on the sharded distribute volume"
     check(context, "snapshot succeeded", made.returncode == 0)
     mounted = f"{cluster.MOUNT_BASE}/{volume}/ganeti"
@@ -306,8 +305,7 @@ def spread_snapshot():
           f"{shards * cluster.SPREAD_SHARD // MIB} MiB")
     check(context, "its shards lie on both bricks", len({brick for brick, _ in pieces}) == 2)
     check(context, f"only the {shards} 1 MiB chunks holding data are allocated", allocated <= (shards + 1) * MIB)
-    cluster.inside("env", f"VOL_NAME={snapshot_name}", "EXTP_POOL=spread",
-                   "/usr/share/ganeti/extstorage/gluster/remove")
+    provider("remove", VOL_NAME=snapshot_name, EXTP_POOL="spread", check=True)
     gone = Step("gnt-instance", "remove", "-f", "inst4.example.com")
     gone.check(f"nothing left on {volume}", images(volume) == {})
     gone.check("nor on the node", not loops() and unmounted_within(30))
@@ -545,8 +543,15 @@ def write_sectors(device, lba, data):
         os.close(fd)
 
 
+def provider(action, *args, check=False, **env):
+    """Runs one of the installed provider's scripts on node 1 by hand, as an
+    operator does: with `env` as its environment and `args`."""
+    return cluster.inside("env", *(f"{key}={value}" for key, value in env.items()),
+                          f"/usr/share/ganeti/extstorage/gluster/{action}", *args, check=check)
+
+
 def attached_device(name):
-    return cluster.inside("env", f"VOL_NAME={name}", "/usr/share/ganeti/extstorage/gluster/attach").stdout.split("\n")[0]
+    return provider("attach", VOL_NAME=name, check=True).stdout.split("\n")[0]
 
 
 def guest_report(device):
@@ -649,7 +654,7 @@ def userspace_warning():
     that its Ganeti cannot start KVM instances with userspace disks (None
     when the two disagree)."""
     checked = "ganeti-userspace" in cluster.inside("ganeti-gluster", "check", check=False).stdout
-    verified = cluster.inside("/usr/share/ganeti/extstorage/gluster/verify", "ganeti", check=False).stdout
+    verified = provider("verify", "ganeti").stdout
     return checked if verified.startswith(f"ganeti: ok: {'warning: ' if checked else ''}") else None
 
 
@@ -699,8 +704,7 @@ def point_in_time_snapshots():
         else:
             snapshot_name = disk + ".snap"
             print(f"\n$ VOL_NAME={disk[:8]}.. VOL_SNAPSHOT_NAME={disk[:8]}...snap .../gluster/snapshot")
-            made = cluster.inside("env", f"VOL_NAME={disk}", f"VOL_SNAPSHOT_NAME={snapshot_name}",
-                                  "/usr/share/ganeti/extstorage/gluster/snapshot", check=False)
+            made = provider("snapshot", VOL_NAME=disk, VOL_SNAPSHOT_NAME=snapshot_name)
             check(context, "snapshot succeeded", made.returncode == 0)
             copy = image_on_brick("gv0", snapshot_name)
         last = generations.progress(device)
@@ -713,7 +717,7 @@ def point_in_time_snapshots():
         check(context, "and the guest wrote on throughout",
               wait_for(lambda: generations.progress(device) > first, 10))
         if not export:
-            cluster.inside("env", f"VOL_NAME={snapshot_name}", "/usr/share/ganeti/extstorage/gluster/remove")
+            provider("remove", VOL_NAME=snapshot_name, check=True)
         Step("gnt-instance", "stop", "--timeout=0", instance)
         Step("gnt-instance", "remove", "-f", instance).check("removed", disk not in images())
 
