@@ -179,16 +179,19 @@ def _forms(ctx, name):
     path = f"{ctx.settings.dir}/{name}"
     drive_servers = ",".join(f"file.server.{i}.type=inet,file.server.{i}.host={s},"
                              f"file.server.{i}.port={port}" for i, s in enumerate(ctx.servers))
-    blockdev = json.dumps({"driver": "gluster", "volume": ctx.volume, "path": path,
-                           "server": servers, "node-name": "disk0-file"}, separators=(",", ":"))
+    # cache.direct: O_DIRECT, as cache=none gives the -drive forms (QEMU's blockdev default is off)
+    direct = {"direct": True, "no-flush": False}
+    blockdev = json.dumps({"driver": "gluster", "volume": ctx.volume, "path": path, "server": servers,
+                           "cache": direct, "node-name": "disk0-file"}, separators=(",", ":"))
+    raw = json.dumps({"driver": "raw", "file": "disk0-file", "cache": direct, "node-name": "disk0"},
+                     separators=(",", ":"))
     hosts = "\n".join(f"    <host name='{s}' port='{port}'/>" for s in ctx.servers)
     return {
         "uri": location.uri,
         "qemu_drive": f"-drive file={location.uri},format=raw,if=none,id=disk0,cache=none,aio=threads",
         "qemu_drive_all_servers": (f"-drive driver=raw,file.driver=gluster,file.volume={ctx.volume},"
                                    f"file.path={path},{drive_servers},if=none,id=disk0,cache=none"),
-        "qemu_blockdev": (f"-blockdev '{blockdev}' -blockdev "
-                          "'{\"driver\":\"raw\",\"file\":\"disk0-file\",\"node-name\":\"disk0\"}'"),
+        "qemu_blockdev": f"-blockdev '{blockdev}' -blockdev '{raw}'",
         "libvirt_xml": (f"<disk type='network' device='disk'>\n"
                         f"  <driver name='qemu' type='raw' cache='none' io='native'/>\n"
                         f"  <source protocol='gluster' name='{ctx.volume}/{path}'>\n{hosts}\n  </source>\n"
