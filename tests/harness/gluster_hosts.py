@@ -3,8 +3,12 @@
 
   gluster_hosts.py up [N [M]]  N hosts (default 3), a replica-M volume `mr3` (M=1: plain)
                                on the first M of them (default: all N)
+  gluster_hosts.py production  3 hosts serving the volume shapes operators run
+                               (PRODUCTION_VOLUMES): replica 3, arbiter, 2 x 3
   gluster_hosts.py down      remove all of it, from any state
   gluster_hosts.py cli I ... run the gluster CLI on host I
+  gluster_hosts.py kill I    kill host I's glusterd and bricks (SIGKILL: a host that died)
+  gluster_hosts.py revive I  start host I's glusterd again (it restarts its bricks)
 
 Host I (1-based) has address 10.78.0.1I on a veth whose other end is on the
 bridge gfbr0 (10.78.0.1) in the root namespace, so the provider reaches the
@@ -12,6 +16,11 @@ hosts from here and no traffic leaves this machine's own namespaces. Each
 glusterd runs in a private mount namespace with its own /var/lib/glusterd,
 /var/log/glusterfs and /run/gluster under the state directory (and a
 private /run).
+
+The e2e puts the hosts on its own bridge instead, beside its Ganeti nodes:
+GLUSTER_HOSTS_BRIDGE names an existing bridge (left in place by `down`),
+GLUSTER_HOSTS_SUBNET its /24 and GLUSTER_HOSTS_FIRST the last octet of host 1
+minus one (default 10: host I is SUBNET.1I).
 """
 
 import os
@@ -22,8 +31,20 @@ import sys
 import time
 
 STATE = os.environ.get("GLUSTER_HOSTS_DIR", "/tmp/ganeti-gluster-hosts")
-BRIDGE = "gfbr0"
-SUBNET = "10.78.0"
+# An existing bridge to join (the e2e's); without it the hosts get a bridge of their own.
+SHARED_BRIDGE = os.environ.get("GLUSTER_HOSTS_BRIDGE", "")
+BRIDGE = SHARED_BRIDGE or "gfbr0"
+SUBNET = os.environ.get("GLUSTER_HOSTS_SUBNET", "10.78.0")
+FIRST = int(os.environ.get("GLUSTER_HOSTS_FIRST", "10"))
+# The shapes of production volumes for VM images, all with group virt
+# (sharding at 64 MB, strict-o-direct, client and server quorum):
+# name -> (gluster volume create arguments between the name and the bricks,
+# bricks per host). Bricks go round the hosts, so each replica set spans all three.
+PRODUCTION_VOLUMES = {
+    "virt3": (["replica", "3"], 1),
+    "arb3": (["replica", "3", "arbiter", "1"], 1),
+    "dr23": (["replica", "3"], 2),
+}
 PRIVATE_DIRS = {"lib": "/var/lib/glusterd", "log": "/var/log/glusterfs", "run": "/run/gluster"}
 
 
@@ -39,7 +60,7 @@ def sh(*args, check=True, timeout=60):
 
 
 def address(index):
-    return f"{SUBNET}.1{index}"
+    return f"{SUBNET}.{FIRST + index}"
 
 
 def namespace(index):
@@ -86,13 +107,14 @@ def start_glusterd(index):
     raise SystemExit(f"gluster-hosts: glusterd of host {index} did not answer")
 
 
-def up(count, in_volume=None):
-    in_volume = in_volume or count
+def start_hosts(count):
+    """Hosts 1..count, each with its network namespace and glusterd, all peers."""
     down()
     os.makedirs(STATE, mode=0o700)
-    sh("ip", "link", "add", BRIDGE, "type", "bridge")
-    sh("ip", "addr", "add", f"{SUBNET}.1/24", "dev", BRIDGE)
-    sh("ip", "link", "set", BRIDGE, "up")
+    if not SHARED_BRIDGE:
+        sh("ip", "link", "add", BRIDGE, "type", "bridge")
+        sh("ip", "addr", "add", f"{SUBNET}.1/24", "dev", BRIDGE)
+        sh("ip", "link", "set", BRIDGE, "up")
     os.makedirs("/run/gluster", exist_ok=True)
     for index in range(1, count + 1):
         ns, outside = namespace(index), f"gfh{index}o"
@@ -107,14 +129,27 @@ def up(count, in_volume=None):
             os.makedirs(os.path.join(host_dir(index), name), mode=0o700)
         shutil.copytree("/var/lib/glusterd/groups", os.path.join(host_dir(index), "lib", "groups"))
         start_glusterd(index)
-    for index in range(2, in_volume + 1):
+
+
+def probe_peers(count):
+    for index in range(2, count + 1):
         cli(1, "peer", "probe", address(index))
     deadline = time.monotonic() + 60
-    while cli(1, "pool", "list").stdout.count("Connected") < in_volume:
+    while cli(1, "pool", "list").stdout.count("Connected") < count:
         if time.monotonic() > deadline:
             raise SystemExit("gluster-hosts: peers did not connect")
         time.sleep(0.5)
-    bricks = [f"{address(i)}:{host_dir(i)}/brick/mr3" for i in range(1, in_volume + 1)]
+
+
+def brick(index, volume, number=0):
+    return f"{address(index)}:{host_dir(index)}/brick/{volume}{number or ''}"
+
+
+def up(count, in_volume=None):
+    in_volume = in_volume or count
+    start_hosts(count)
+    probe_peers(in_volume)
+    bricks = [brick(i, "mr3") for i in range(1, in_volume + 1)]
     if in_volume > 1:
         cli(1, "volume", "create", "mr3", "replica", str(in_volume), *bricks, "force")
         cli(1, "volume", "set", "mr3", "group", "virt")
@@ -126,24 +161,59 @@ def up(count, in_volume=None):
         f"volume mr3 on the first {in_volume}")
 
 
+def production():
+    """Three hosts serving PRODUCTION_VOLUMES (force: the bricks are
+    directories on this machine's root file system)."""
+    start_hosts(3)
+    probe_peers(3)
+    for volume, (layout, per_host) in PRODUCTION_VOLUMES.items():
+        bricks = [brick(i, volume, n) for n in range(per_host) for i in (1, 2, 3)]
+        cli(1, "volume", "create", volume, *layout, *bricks, "force")
+        cli(1, "volume", "set", volume, "group", "virt")
+        cli(1, "volume", "start", volume)
+    log(f"production: hosts {', '.join(address(i) for i in (1, 2, 3))}, "
+        f"volumes {', '.join(PRODUCTION_VOLUMES)}")
+
+
+def daemon_pids(index):
+    """glusterd and brick processes of host I, from their pid files."""
+    pids = []
+    for root, _, files in os.walk(host_dir(index)):
+        for name in files:
+            if name.endswith(".pid"):
+                try:
+                    pid = int(open(os.path.join(root, name)).read())
+                    if b"gluster" in open(f"/proc/{pid}/cmdline", "rb").read():
+                        pids.append(pid)
+                except (OSError, ValueError):
+                    pass
+    return pids
+
+
+def kill(index):
+    """Host I dies: every GlusterFS process in its network namespace, at once."""
+    for pid in sh("ip", "netns", "pids", namespace(index), check=False).stdout.split():
+        try:
+            os.kill(int(pid), signal.SIGKILL)
+        except OSError:
+            pass
+
+
+def revive(index):
+    """Host I comes back: its glusterd starts the bricks of the started volumes."""
+    start_glusterd(index)
+
+
 def down():
     for index in hosts_present():
-        pids = []
-        for root, _, files in os.walk(host_dir(index)):
-            for name in files:
-                if name.endswith(".pid"):
-                    try:
-                        pid = int(open(os.path.join(root, name)).read())
-                        if b"gluster" in open(f"/proc/{pid}/cmdline", "rb").read():
-                            pids.append(pid)
-                    except (OSError, ValueError):
-                        pass
-        for pid in pids:
+        for pid in daemon_pids(index):
             os.kill(pid, signal.SIGKILL)
+        kill(index)
     for index in range(1, 10):
         sh("ip", "netns", "delete", namespace(index), check=False)
         sh("ip", "link", "delete", f"gfh{index}o", check=False)
-    sh("ip", "link", "delete", BRIDGE, check=False)
+    if not SHARED_BRIDGE:
+        sh("ip", "link", "delete", BRIDGE, check=False)
     shutil.rmtree(STATE, ignore_errors=True)
 
 
@@ -151,8 +221,12 @@ def main(argv):
     command = argv[0] if argv else ""
     if command == "up":
         up(int(argv[1]) if len(argv) > 1 else 3, int(argv[2]) if len(argv) > 2 else None)
+    elif command == "production":
+        production()
     elif command == "down":
         down()
+    elif command in ("kill", "revive"):
+        (kill if command == "kill" else revive)(int(argv[1]))
     elif command == "cli":
         result = cli(int(argv[1]), *argv[2:], check=False)
         sys.stdout.write(result.stdout)
