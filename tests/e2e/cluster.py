@@ -118,11 +118,15 @@ def anchor2_pid():
     return anchor_pid("anchor2.pid")
 
 
+def node_command(anchor, args):
+    """The argv of a command in a node's namespaces with a clean environment,
+    as Ganeti's tools expect."""
+    return ["nsenter", "-t", str(anchor), "-n", "-u", "-m", "env", "-i", f"PATH={CLEAN_PATH}",
+            "HOME=/root", "LC_ALL=C", *args]
+
+
 def _on_node(anchor, args, check, timeout):
-    """A command in a node's namespaces with a clean environment, as Ganeti's
-    tools expect."""
-    return sh("nsenter", "-t", str(anchor), "-n", "-u", "-m", "env", "-i", f"PATH={CLEAN_PATH}",
-              "HOME=/root", "LC_ALL=C", *args, check=check, timeout=timeout)
+    return sh(*node_command(anchor, args), check=check, timeout=timeout)
 
 
 def inside(*args, check=True, timeout=600):

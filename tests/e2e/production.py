@@ -29,7 +29,8 @@ HOSTS_TOOL = os.path.join(ROOT, "tests", "harness", "gluster_hosts.py")
 # The hosts join the e2e's bridge at 10.79.0.21-23, beside the nodes (.11, .12).
 HOSTS_ENV = {"GLUSTER_HOSTS_BRIDGE": cluster.BRIDGE, "GLUSTER_HOSTS_SUBNET": "10.79.0",
              "GLUSTER_HOSTS_FIRST": "20", "GLUSTER_HOSTS_DIR": "/tmp/ganeti-e2e-hosts"}
-HOST_ADDRESSES = [f"10.79.0.{20 + i}" for i in (1, 2, 3)]
+HOST_ADDRESSES = [f"{HOSTS_ENV['GLUSTER_HOSTS_SUBNET']}.{int(HOSTS_ENV['GLUSTER_HOSTS_FIRST']) + i}"
+                  for i in (1, 2, 3)]
 SERIAL = "/run/ganeti/kvm-hypervisor/ctrl/{instance}.serial"
 DISK_MIB = 128
 MIB = 1 << 20
@@ -112,14 +113,15 @@ class SerialLog:
             reader.join(5)
 
 
-def pause_around(acks, started, ended):
-    """The longest pause in the acknowledged stream between two host times
-    (a migration's start and end): as the host saw the acks arrive, and in
-    the guest's own clock (its CLOCK_MONOTONIC at each write), in ms."""
+def report_pause(acks, started, ended):
+    """Prints a migration's length and the longest pause in the acknowledged
+    stream between its start and end (host times): as the host saw the acks
+    arrive, and in the guest's own clock (its CLOCK_MONOTONIC at each write)."""
     window = [a for a in acks if started - 1 <= a[0] <= ended + 1]
     host = max((b[0] - a[0] for a, b in zip(window, window[1:])), default=0) * 1000
     guest = max(((b[2] - a[2]) / 1e6 for a, b in zip(window, window[1:])), default=0)
-    return host, guest
+    print(f"    migration: {ended - started:.1f} s; longest pause between acked writes: "
+          f"{host:.0f} ms as they reached the host, {guest:.0f} ms in the guest's clock")
 
 
 def kvm_params(guest):
@@ -209,9 +211,7 @@ def migrations(guest, seqio):
             step.check("the guest goes on acknowledging writes",
                        wait_for(lambda: len(serial.acks()) >= before + 50, 90))
             if command[0] == "migrate":
-                host_ms, guest_ms = pause_around(serial.acks(), began, ended)
-                print(f"    migration: {ended - began:.1f} s; longest pause between acked writes: "
-                      f"{host_ms:.0f} ms as they reached the host, {guest_ms:.0f} ms in the guest's clock")
+                report_pause(serial.acks(), began, ended)
         host_killed(instance, serial, one)
         verify_disk(instance, serial, seqio, "the guest's migrations and failover")
         replicas_identical("virt3")
@@ -224,9 +224,8 @@ def host_killed(instance, serial, target):
     """A migration during which GlusterFS host 3 dies (SIGKILL of all its
     processes); then the host comes back."""
     before = len(serial.acks())
-    migrate = subprocess.Popen(["nsenter", "-t", str(cluster.anchor_pid()), "-n", "-u", "-m", "env", "-i",
-                                f"PATH={cluster.CLEAN_PATH}", "HOME=/root", "LC_ALL=C",
-                                "gnt-instance", "migrate", "-f", "-n", target, instance],
+    migrate = subprocess.Popen(cluster.node_command(cluster.anchor_pid(),
+                                                    ["gnt-instance", "migrate", "-f", "-n", target, instance]),
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     print(f"\n$ gnt-instance migrate -f -n {target} {instance}   (GlusterFS host 3 killed meanwhile)")
     time.sleep(1)
@@ -324,9 +323,7 @@ def other_shapes(guest, seqio):
             ended = time.monotonic()
             migrate.check("the instance runs on node2, the guest goes on writing",
                           where(instance) == two and wait_for(lambda: len(serial.acks()) >= before + 50, 90))
-            host_ms, guest_ms = pause_around(serial.acks(), began, ended)
-            print(f"    migration: {ended - began:.1f} s; longest pause between acked writes: "
-                  f"{host_ms:.0f} ms as they reached the host, {guest_ms:.0f} ms in the guest's clock")
+            report_pause(serial.acks(), began, ended)
             verify_disk(instance, serial, seqio, f"the guest's migration on {volume}")
             replicas_identical(volume)
         finally:
