@@ -308,21 +308,22 @@ def _start_glusterd(anchor, state, extra_mounts=()):
 KVM_UTILS = "/usr/share/ganeti/3.1/ganeti/hypervisor/hv_kvm/kvm_utils.py"
 
 
-def patch_ganeti_kvm_utils():
-    """Node 1's Ganeti 3.1 with docs/ganeti-3.1-kvm-gluster-userspace.patch:
-    the patched kvm_utils.py bind-mounted over the installed one in the
-    node's mount namespace (the cached root is left alone), then noded
-    restarted so that it imports it."""
+def patch_ganeti_kvm_utils(on_node=None):
+    """A node's Ganeti 3.1 (node 1's unless on_node is inside2) with
+    docs/ganeti-3.1-kvm-gluster-userspace.patch: the patched kvm_utils.py
+    bind-mounted over the installed one in the node's mount namespace (the
+    cached root is left alone), then noded restarted so that it imports it."""
+    on_node = on_node or inside
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    tree = os.path.join(STATE, "ganeti-patched")
-    target = os.path.join(tree, "lib", "hypervisor", "hv_kvm")
-    os.makedirs(target)
-    shutil.copy(host(KVM_UTILS), target)
-    sh("patch", "-p1", "--quiet", "-d", tree, "-i",
-       os.path.join(root, "docs", "ganeti-3.1-kvm-gluster-userspace.patch"))
-    inside("mount", "--bind", os.path.join(target, "kvm_utils.py"), KVM_UTILS)
-    inside("/usr/lib/ganeti/daemon-util", "stop", "ganeti-noded")
-    inside("/usr/lib/ganeti/daemon-util", "start", "ganeti-noded")
+    target = os.path.join(STATE, "ganeti-patched", "lib", "hypervisor", "hv_kvm")
+    if not os.path.exists(os.path.join(target, "kvm_utils.py")):
+        os.makedirs(target)
+        shutil.copy(host(KVM_UTILS), target)
+        sh("patch", "-p1", "--quiet", "-d", os.path.join(STATE, "ganeti-patched"), "-i",
+           os.path.join(root, "docs", "ganeti-3.1-kvm-gluster-userspace.patch"))
+    on_node("mount", "--bind", os.path.join(target, "kvm_utils.py"), KVM_UTILS)
+    on_node("/usr/lib/ganeti/daemon-util", "stop", "ganeti-noded")
+    on_node("/usr/lib/ganeti/daemon-util", "start", "ganeti-noded")
 
 
 def start_glusterd():

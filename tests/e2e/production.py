@@ -14,6 +14,7 @@ replicas identical.
 """
 
 import hashlib
+import json
 import os
 import socket
 import subprocess
@@ -34,6 +35,8 @@ HOST_ADDRESSES = [f"{HOSTS_ENV['GLUSTER_HOSTS_SUBNET']}.{int(HOSTS_ENV['GLUSTER_
 SERIAL = "/run/ganeti/kvm-hypervisor/ctrl/{instance}.serial"
 DISK_MIB = 128
 MIB = 1 << 20
+# What make e2e prints at the end: per guest, its moves and what seqio verify found.
+FIGURES = []
 
 
 def hosts(*args, check_ok=True):
@@ -51,7 +54,7 @@ def hosts_cli(*args):
 def brick_dirs(volume):
     """The volume's brick directories, as gluster_hosts.py lays them out."""
     state = HOSTS_ENV["GLUSTER_HOSTS_DIR"]
-    return [line.split(":", 1)[1].strip().split(":", 1)[1]
+    return [line.split(":", 1)[1].strip().split(":", 1)[1].split()[0]  # no " (arbiter)"
             for line in hosts_cli("volume", "info", volume).splitlines()
             if line.startswith("Brick") and ":" in line and state in line]
 
@@ -103,6 +106,20 @@ class SerialLog:
                 found.append((arrived, int(fields[2]), int(fields[3])))
         return found
 
+    def boots(self):
+        """How often the guest has booted, as its acks tell: a boot starts
+        its CLOCK_MONOTONIC again (its console lines before the first ack
+        can be missed while no reader is connected)."""
+        acks = self.acks()
+        return min(1, len(acks)) + sum(1 for a, b in zip(acks, acks[1:]) if b[2] < a[2])
+
+    def trouble(self):
+        """The kernel's first lines about a crash, if the console has any."""
+        with self.lock:
+            lines = [line for _, line in self.lines]
+        return " | ".join(line.strip() for line in lines if any(
+            word in line for word in ("BUG:", "Oops", "RIP:", "Kernel panic", "GG NODISK", "SEQIO ERR")))[:600]
+
     def text(self):
         with self.lock:
             return "\n".join(line for _, line in self.lines) + "\n"
@@ -113,15 +130,48 @@ class SerialLog:
             reader.join(5)
 
 
-def report_pause(acks, started, ended):
-    """Prints a migration's length and the longest pause in the acknowledged
-    stream between its start and end (host times): as the host saw the acks
-    arrive, and in the guest's own clock (its CLOCK_MONOTONIC at each write)."""
-    window = [a for a in acks if started - 1 <= a[0] <= ended + 1]
-    host = max((b[0] - a[0] for a, b in zip(window, window[1:])), default=0) * 1000
-    guest = max(((b[2] - a[2]) / 1e6 for a, b in zip(window, window[1:])), default=0)
-    print(f"    migration: {ended - started:.1f} s; longest pause between acked writes: "
-          f"{host:.0f} ms as they reached the host, {guest:.0f} ms in the guest's clock")
+def pause(acks, started, ended, guest_clock=True):
+    """The longest pause in the acknowledged stream during a move, in ms:
+    between two consecutive acks of which the first reached the host before
+    the move ended and the second after it started; as they reached the
+    host, and in the guest's own clock (its CLOCK_MONOTONIC at each write;
+    None after a failover, which boots the guest again)."""
+    pairs = [(a, b) for a, b in zip(acks, acks[1:]) if a[0] <= ended and b[0] >= started]
+    host = max((b[0] - a[0] for a, b in pairs), default=0) * 1000
+    guest = max(((b[2] - a[2]) / 1e6 for a, b in pairs), default=0)
+    return round(host), round(guest) if guest_clock else None
+
+
+def acked_since(serial, moment):
+    return sum(1 for arrived, _, _ in serial.acks() if arrived > moment)
+
+
+def moved(context, instance, serial, kind, target, boots, began, ended):
+    """The checks after a move and its figures: the instance runs on target;
+    the guest was not restarted (a failover restarts it once); it goes on
+    acknowledging writes, counted from the move's end, so that acks the old
+    QEMU sent before it stopped do not count."""
+    name = target.split(".")[0]
+    check(context, f"the instance runs on {name}", where(instance) == target)
+    check(context, "the guest goes on acknowledging writes", wait_for(lambda: acked_since(serial, ended) >= 50, 120))
+    restarts = serial.boots() - boots
+    expected = 1 if kind == "failover" else 0
+    check(context, f"the guest {'booted once again' if expected else 'was not restarted'}", restarts == expected)
+    if restarts != expected:
+        print(f"    the guest booted {restarts} times; its console: {serial.trouble() or '(nothing unusual)'}")
+    host, guest = pause(serial.acks(), began, ended, guest_clock=kind == "migrate")
+    print(f"    {kind}: {ended - began:.1f} s; longest pause between acked writes: {host} ms as they "
+          f"reached the host" + (f", {guest} ms in the guest's clock" if guest is not None else ""))
+    return {"seconds": round(ended - began, 1), "host_ms": host, "guest_ms": guest}
+
+
+def move(instance, serial, command, target):
+    """gnt-instance migrate or failover under the guest's writes; returns the move's figures."""
+    boots, began = serial.boots(), time.monotonic()
+    Step("gnt-instance", *command, "-n", target, instance)
+    figures = moved(f"gnt-instance {command[0]}", instance, serial, command[0], target, boots, began,
+                    time.monotonic())
+    return {"move": f"{command[0]} -> {target.split('.')[0]}", **figures}
 
 
 def kvm_params(guest):
@@ -179,10 +229,37 @@ def verify_disk(instance, serial, seqio, context):
         handle.write(serial.text())
     result = cluster.sh(seqio, "verify", device, "--acked", log, check=False)
     print(f"    seqio verify: {result.stdout.strip()[:600]}")
-    acked = len({seq for _, seq, _ in serial.acks()})
-    check(context, f"all {acked} acknowledged writes are on the disk, in order", result.returncode == 0 and acked > 0)
+    try:
+        report = json.loads(result.stdout)
+    except ValueError:
+        report = {}
+    acked = report.get("acked", 0)
+    check(context, f"all {acked} acknowledged writes are on the disk, in order",
+          result.returncode == 0 and report.get("ok") is True and acked > 0)
     Step("gnt-instance", "deactivate-disks", instance)
-    return result
+    return report
+
+
+def record(volume, access, moves, report):
+    FIGURES.append({"volume": volume, "access": access, "moves": moves, "acked": report.get("acked"),
+                    "verified": report.get("verified"),
+                    "lost": sum(report.get(k, 0) for k in ("missing_count", "torn_count", "stale_count"))
+                    if report else None})
+
+
+def print_figures():
+    """One line per move: the guest's volume and access path, the move, its
+    length and the longest pause it caused; and per guest what seqio
+    verify found on the disk afterwards."""
+    print(f"\ne2e production figures ({cluster.PLATFORM.name}, Ganeti {cluster.PLATFORM.ganeti}):")
+    print(f"  {'volume':<6} {'access':<11} {'move':<36} {'s':>5} {'pause ms (host/guest)':>21}")
+    for row in FIGURES:
+        for m in row["moves"]:
+            guest = "-" if m["guest_ms"] is None else m["guest_ms"]
+            print(f"  {row['volume']:<6} {row['access']:<11} {m['move']:<36} {m['seconds']:>5} "
+                  f"{str(m['host_ms']) + ' / ' + str(guest):>21}")
+        print(f"  {row['volume']:<6} {row['access']:<11} acknowledged writes {row['acked']}, verified on the "
+              f"disk in order {row['verified']}, lost {row['lost']}")
 
 
 def migrations(guest, seqio):
@@ -199,21 +276,11 @@ def migrations(guest, seqio):
         start = Step("gnt-instance", "start", instance)
         start.check("the Linux guest booted and acknowledges writes on its console",
                     wait_for(lambda: len(serial.acks()) >= 50, 90))
-        moves = [("migrate", "-f", "-n", two), ("migrate", "-f", "-n", one),
-                 ("failover", "-f", "--shutdown-timeout=0", "-n", two)]
-        for command in moves:
-            before = len(serial.acks())
-            began = time.monotonic()
-            step = Step("gnt-instance", *command, instance)
-            ended = time.monotonic()
-            target = command[-1]
-            step.check(f"the instance runs on {target.split('.')[0]}", where(instance) == target)
-            step.check("the guest goes on acknowledging writes",
-                       wait_for(lambda: len(serial.acks()) >= before + 50, 90))
-            if command[0] == "migrate":
-                report_pause(serial.acks(), began, ended)
-        host_killed(instance, serial, one)
-        verify_disk(instance, serial, seqio, "the guest's migrations and failover")
+        moves = [move(instance, serial, ("migrate", "-f"), two), move(instance, serial, ("migrate", "-f"), one),
+                 move(instance, serial, ("failover", "-f", "--shutdown-timeout=0"), two)]
+        moves.append(host_killed(instance, serial, one))
+        report = verify_disk(instance, serial, seqio, "the guest's migrations and failover")
+        record("virt3", "kernelspace", moves, report)
         replicas_identical("virt3")
     finally:
         serial.stop()
@@ -222,8 +289,8 @@ def migrations(guest, seqio):
 
 def host_killed(instance, serial, target):
     """A migration during which GlusterFS host 3 dies (SIGKILL of all its
-    processes); then the host comes back."""
-    before = len(serial.acks())
+    processes); then the host comes back. Returns the migration's figures."""
+    boots, began = serial.boots(), time.monotonic()
     migrate = subprocess.Popen(cluster.node_command(cluster.anchor_pid(),
                                                     ["gnt-instance", "migrate", "-f", "-n", target, instance]),
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -231,18 +298,18 @@ def host_killed(instance, serial, target):
     time.sleep(1)
     hosts("kill", "3")
     output, _ = migrate.communicate(timeout=600)
+    ended = time.monotonic()
     context = "a migration while GlusterFS host 3 died"
     check(context, "the migration succeeded", migrate.returncode == 0)
     if migrate.returncode:
         print(output[-2000:])
-    check(context, f"the instance runs on {target.split('.')[0]}", where(instance) == target)
-    check(context, "the guest goes on acknowledging writes on two of three replicas",
-          wait_for(lambda: len(serial.acks()) >= before + 100, 90))
+    figures = moved(context, instance, serial, "migrate", target, boots, began, ended)
     print("\n$ (GlusterFS host 3 back: its glusterd restarts its bricks)")
     hosts("revive", "3")
     check("host 3 back", "its bricks are online again", wait_for(lambda: bricks_online("virt3") == 3, 60))
-    check("host 3 back", "the guest goes on acknowledging writes",
-          wait_for(lambda: len(serial.acks()) >= before + 200, 90))
+    back = time.monotonic()
+    check("host 3 back", "the guest goes on acknowledging writes", wait_for(lambda: acked_since(serial, back) >= 50, 90))
+    return {"move": f"migrate -> {target.split('.')[0]}, host 3 killed", **figures}
 
 
 def bricks_online(volume):
@@ -298,37 +365,49 @@ def replicas_identical(volume):
         check(context, "the disk's shards lie on both replica sets", all(shards_per_set))
 
 
+# dr23's disk: 1 GiB, filled with zeros before the guest starts, so that its
+# 16 pieces of 64 MiB (the base file and 15 shards) are placed by DHT across
+# both replica sets (all on one set: a chance of 1 in 2^15).
+SPREAD_DISK_MIB = 1024
+
+
 def other_shapes(guest, seqio):
     """The arbiter and the 2 x 3 volume: the guest boots from a disk on each,
     writes through one migration, and its stream is verified; the replicas
     agree (an arbiter brick holds the files' names and metadata, no data).
-    On the arbiter volume the disk is a userspace one (QEMU's gluster driver)
-    where this Ganeti can start those (3.0; 3.1 needs docs/'s patch)."""
+    On the arbiter volume the disk is a userspace one (QEMU's gluster driver;
+    Ganeti 3.1 with docs/'s patch on both nodes)."""
     one, two = cluster.NODE, cluster.NODE2
-    userspace = "userspace" if cluster.PLATFORM.ganeti == "3.0" else "kernelspace"
-    for number, volume, access in ((10, "arb3", userspace), (11, "dr23", "kernelspace")):
+    for number, volume, access, size in ((10, "arb3", "userspace", DISK_MIB),
+                                         (11, "dr23", "kernelspace", SPREAD_DISK_MIB)):
         instance = f"inst{number}.example.com"
         Step("gnt-instance", "add", "-t", "ext", "--disk",
-             f"0:size={DISK_MIB}M,provider=gluster,pool={volume},access={access}",
+             f"0:size={size}M,provider=gluster,pool={volume},access={access}",
              "-H", kvm_params(guest), "--no-nics", "-o", "e2e-dummy", "--no-install", "--no-ip-check",
              "--no-name-check", "--no-start", "-n", one, "-B", "memory=512", instance)
+        if volume == "dr23":
+            fill_with_zeros(instance, size)
         serial = SerialLog(instance)
         try:
             start = Step("gnt-instance", "start", instance)
             start.check(f"the Linux guest boots from {volume} ({access}) and acknowledges writes",
                         wait_for(lambda: len(serial.acks()) >= 50, 120))
-            before = len(serial.acks())
-            began = time.monotonic()
-            migrate = Step("gnt-instance", "migrate", "-f", "-n", two, instance)
-            ended = time.monotonic()
-            migrate.check("the instance runs on node2, the guest goes on writing",
-                          where(instance) == two and wait_for(lambda: len(serial.acks()) >= before + 50, 90))
-            report_pause(serial.acks(), began, ended)
-            verify_disk(instance, serial, seqio, f"the guest's migration on {volume}")
+            moves = [move(instance, serial, ("migrate", "-f"), two)]
+            report = verify_disk(instance, serial, seqio, f"the guest's migration on {volume}")
+            record(volume, access, moves, report)
             replicas_identical(volume)
         finally:
             serial.stop()
         Step("gnt-instance", "remove", "-f", instance)
+
+
+def fill_with_zeros(instance, size_mib):
+    activated = Step("gnt-instance", "activate-disks", instance)
+    device = activated.output.strip().splitlines()[-1].rsplit(":", 1)[1]
+    print(f"    (the whole disk written with zeros through {device})")
+    cluster.sh("dd", "if=/dev/zero", f"of={device}", "bs=4M", f"count={size_mib // 4}", "oflag=direct",
+               "status=none", timeout=600)
+    Step("gnt-instance", "deactivate-disks", instance)
 
 
 def run():
@@ -337,8 +416,12 @@ def run():
     try:
         write_pools()
         guest, seqio = guest_files()
+        if cluster.PLATFORM.ganeti == "3.1":
+            print("\n$ (node 2: Ganeti 3.1 with docs/ganeti-3.1-kvm-gluster-userspace.patch, noded restarted)")
+            cluster.patch_ganeti_kvm_utils(cluster.inside2)
         migrations(guest, seqio)
         other_shapes(guest, seqio)
+        print_figures()
     finally:
         hosts("down", check_ok=False)
 

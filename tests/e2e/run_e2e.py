@@ -10,7 +10,7 @@ caused (from the provider's own call log) and each assertion on the volume
 end, also on failure. E2E_ONLY=kvm runs only the KVM guests, E2E_ONLY=snapshots
 only the point-in-time snapshots, E2E_ONLY=partition only the two nodes and the
 partition, E2E_ONLY=production only the Linux guest on production-shaped
-volumes (production.py) (for development).
+volumes (production.py).
 """
 
 import os
@@ -688,10 +688,9 @@ def main():
         if only in (None, "partition"):
             two_nodes()
             partition()
-        # Not yet part of a whole run: its guest runs under TCG here, and its
-        # timings are still being settled (make e2e PLATFORM=debian12 E2E_ONLY=production).
-        if only == "production":
-            cluster.add_node2()
+        if only in (None, "production"):
+            if only:
+                cluster.add_node2()
             production.run()
     except Exception:
         traceback.print_exc()

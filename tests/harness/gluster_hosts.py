@@ -20,7 +20,10 @@ private /run).
 The e2e puts the hosts on its own bridge instead, beside its Ganeti nodes:
 GLUSTER_HOSTS_BRIDGE names an existing bridge (left in place by `down`),
 GLUSTER_HOSTS_SUBNET its /24 and GLUSTER_HOSTS_FIRST the last octet of host 1
-minus one (default 10: host I is SUBNET.1I).
+minus one (default 10: host I is SUBNET.1I). GLUSTER_HOSTS_PREFIX (default
+gf) starts the names of the namespaces (gfhostI), veths (gfhIo) and own
+bridge (gfbr0), so that a second set of hosts (the benchmarks') can run
+beside the e2e's, with its own GLUSTER_HOSTS_DIR and SUBNET.
 """
 
 import os
@@ -31,9 +34,10 @@ import sys
 import time
 
 STATE = os.environ.get("GLUSTER_HOSTS_DIR", "/tmp/ganeti-gluster-hosts")
+PREFIX = os.environ.get("GLUSTER_HOSTS_PREFIX", "gf")
 # An existing bridge to join (the e2e's); without it the hosts get a bridge of their own.
 SHARED_BRIDGE = os.environ.get("GLUSTER_HOSTS_BRIDGE", "")
-BRIDGE = SHARED_BRIDGE or "gfbr0"
+BRIDGE = SHARED_BRIDGE or f"{PREFIX}br0"
 SUBNET = os.environ.get("GLUSTER_HOSTS_SUBNET", "10.78.0")
 FIRST = int(os.environ.get("GLUSTER_HOSTS_FIRST", "10"))
 # The shapes of production volumes for VM images, all with group virt
@@ -64,7 +68,12 @@ def address(index):
 
 
 def namespace(index):
-    return f"gfhost{index}"
+    return f"{PREFIX}host{index}"
+
+
+def veth(index, end):
+    """Host I's veth: end "o" on the bridge, "i" in its namespace."""
+    return f"{PREFIX}h{index}{end}"
 
 
 def host_dir(index):
@@ -117,14 +126,14 @@ def start_hosts(count):
         sh("ip", "link", "set", BRIDGE, "up")
     os.makedirs("/run/gluster", exist_ok=True)
     for index in range(1, count + 1):
-        ns, outside = namespace(index), f"gfh{index}o"
+        ns, outside, inside = namespace(index), veth(index, "o"), veth(index, "i")
         sh("ip", "netns", "add", ns)
-        sh("ip", "link", "add", outside, "type", "veth", "peer", "name", f"gfh{index}i")
-        sh("ip", "link", "set", f"gfh{index}i", "netns", ns)
+        sh("ip", "link", "add", outside, "type", "veth", "peer", "name", inside)
+        sh("ip", "link", "set", inside, "netns", ns)
         sh("ip", "link", "set", outside, "master", BRIDGE, "up")
         sh("ip", "-n", ns, "link", "set", "lo", "up")
-        sh("ip", "-n", ns, "addr", "add", f"{address(index)}/24", "dev", f"gfh{index}i")
-        sh("ip", "-n", ns, "link", "set", f"gfh{index}i", "up")
+        sh("ip", "-n", ns, "addr", "add", f"{address(index)}/24", "dev", inside)
+        sh("ip", "-n", ns, "link", "set", inside, "up")
         for name in (*PRIVATE_DIRS, "brick"):
             os.makedirs(os.path.join(host_dir(index), name), mode=0o700)
         shutil.copytree("/var/lib/glusterd/groups", os.path.join(host_dir(index), "lib", "groups"))
@@ -211,7 +220,7 @@ def down():
         kill(index)
     for index in range(1, 10):
         sh("ip", "netns", "delete", namespace(index), check=False)
-        sh("ip", "link", "delete", f"gfh{index}o", check=False)
+        sh("ip", "link", "delete", veth(index, "o"), check=False)
     if not SHARED_BRIDGE:
         sh("ip", "link", "delete", BRIDGE, check=False)
     shutil.rmtree(STATE, ignore_errors=True)
