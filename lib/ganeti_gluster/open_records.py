@@ -71,8 +71,15 @@ def record(path, node, exclusive, address=None):
 
 @isolated("forgetting an open of")
 def forget(path, node):
+    """Removes this node's record, if there is one. Looked up first: on a
+    replicated volume a removexattr, even of a missing name, waits for the
+    eager lock of the client writing the image, which another node's running
+    VM holds for 20 s and more (a migration source's detach took 55 s); a
+    getxattr takes no lock."""
+    name = OPEN_XATTR_PREFIX + node
     try:
-        xattr(os.removexattr, path, OPEN_XATTR_PREFIX + node)
+        xattr(os.getxattr, path, name)
+        xattr(os.removexattr, path, name)
     except OSError as exc:
         if exc.errno not in (errno.ENODATA, errno.ENOENT):
             raise

@@ -259,6 +259,25 @@ def test_unmount_delay_outside_0_to_600_s_is_refused(node_config, value):
         config.load({}, env)
 
 
+@pytest.mark.parametrize("name,value", [
+    ("FUSE_READER_THREADS", "0"), ("FUSE_READER_THREADS", "65"), ("FUSE_READER_THREADS", "1.5"),
+    ("FUSE_ATTRIBUTE_TIMEOUT", "-1"), ("FUSE_ENTRY_TIMEOUT", "61"), ("FUSE_NEGATIVE_TIMEOUT", "soon"),
+    ("CLIENT_EVENT_THREADS", "33"), ("CLIENT_IO_THREADS", "x"), ("LOOP_SECTOR_SIZE", "8192"),
+    ("LOOP_SECTOR_SIZE", ""), ("LOOP_QUEUE", "dio=0"), ("LOOP_QUEUE", "scheduler"),
+    ("LOOP_QUEUE", "scheduler=a;b"), ("LOOP_QUEUE", "../../loop0/loop/autoclear=1")])
+def test_bad_kernel_path_tuning_is_refused_naming_the_setting(node_config, name, value):
+    with pytest.raises(BadInput, match=f"GLUSTER_{name}"):
+        config.load({}, {"GLUSTER_CONFIG": node_config, f"GLUSTER_{name}": value})
+
+
+def test_kernel_path_tuning_is_parsed(node_config):
+    env = {"GLUSTER_CONFIG": node_config, "GLUSTER_LOOP_QUEUE": " scheduler=mq-deadline  nr_requests=64 ",
+           "GLUSTER_LOOP_SECTOR_SIZE": "4096", "GLUSTER_CLIENT_IO_THREADS": "8"}
+    settings = config.load({}, env)
+    assert settings.loop_queue == (("scheduler", "mq-deadline"), ("nr_requests", "64"))
+    assert (settings.loop_sector_size, settings.client_io_threads, settings.client_event_threads) == (4096, 8, "")
+
+
 def test_undefined_pool_and_unknown_names_are_refused(node_config):
     env = {"GLUSTER_CONFIG": node_config}
     with pytest.raises(BadInput, match="pool 'nope' is not defined"):
@@ -625,3 +644,24 @@ def test_qmp_matches_a_kernelspace_disk_by_its_device_number(tmp_path):
     (tmp_path / "link").symlink_to("/dev/null")
     assert qmp._access(str(tmp_path / "link"), qmp.DiskInQemu("gv0", "ganeti/d", null)) == "kernelspace"
     assert qmp._access("/dev/zero", qmp.DiskInQemu("gv0", "ganeti/d", null)) is None
+
+
+def test_forget_removes_only_an_open_record_that_exists(tmp_path, monkeypatch):
+    # On a replicated volume a removexattr waits for the eager lock of the
+    # client writing the image (20 s and more): never one for nothing.
+    image = str(tmp_path / "disk")
+    open(image, "w").close()
+    removed, real = [], open_records.xattr
+
+    def spy(function, path, *args):
+        if function is os.removexattr:
+            removed.append(args[0])
+        return real(function, path, *args)
+
+    monkeypatch.setattr(open_records, "xattr", spy)
+    open_records.forget(image, "node1")
+    assert removed == []
+    open_records.record(image, "node1", True)
+    open_records.record(image, "node2", False)
+    open_records.forget(image, "node1")
+    assert removed == ["user.ganeti-gluster.open.node1"] and list(open_records.read(image)) == ["node2"]
