@@ -12,7 +12,7 @@ or the design dialect's POOL variable.
 
 import os
 
-from . import validate
+from . import loopdev, validate
 from .config_file import read_config_file
 from .errors import BadInput
 from .record import Record
@@ -52,6 +52,17 @@ NODE_SETTINGS = {
     "join_rebalance": (validate.boolean, "no"),
     "glusterd_socket": (lambda s, v: v and validate.absolute_path(s, v), ""),
     "pool": (validate.pool, None),
+    # The kernel path's tuning: the glusterfs client that provider starts and
+    # the loop device it sets up. packaging/gluster.env.example says why
+    # each default is what it is.
+    "fuse_reader_threads": (lambda s, v: validate.whole_number(s, v, 1, 64), "1"),
+    "fuse_attribute_timeout": (lambda s, v: validate.seconds_or_zero(s, v, 60), "1"),
+    "fuse_entry_timeout": (lambda s, v: validate.seconds_or_zero(s, v, 60), "1"),
+    "fuse_negative_timeout": (lambda s, v: validate.seconds_or_zero(s, v, 60), "0"),
+    "client_event_threads": (lambda s, v: v and validate.whole_number(s, v, 1, 32), ""),
+    "client_io_threads": (lambda s, v: v and validate.whole_number(s, v, 1, 64), ""),
+    "loop_sector_size": (lambda s, v: int(validate.choice(s, v, loopdev.SECTOR_SIZES)), "512"),
+    "loop_queue": (lambda s, v: validate.assignments(s, v, loopdev.QUEUE_ATTRIBUTES), ""),
 }
 # Per-disk parameters Ganeti passes besides ours.
 GANETI_PARAMETERS = {
@@ -111,6 +122,14 @@ class Settings(Record):
     join_brick: str
     join_rebalance: bool
     glusterd_socket: str
+    fuse_reader_threads: int
+    fuse_attribute_timeout: float
+    fuse_entry_timeout: float
+    fuse_negative_timeout: float
+    client_event_threads: int  # or "": the volume's client.event-threads
+    client_io_threads: int     # or "": the volume's performance.io-thread-count
+    loop_sector_size: int
+    loop_queue: tuple          # (attribute of /sys/block/loopN/queue, value)
     config_path: str
 
     def check_allowed(self, hosts, port):

@@ -19,8 +19,9 @@ import os
 import struct
 import time
 
-from . import procfs
+from . import diag, procfs
 from .errors import ProviderError
+from .fuse_worker import isolated
 
 LOOP_SET_STATUS64 = 0x4C04
 LOOP_GET_STATUS64 = 0x4C05
@@ -28,6 +29,11 @@ _NODE_MARK = b"ganeti-gluster:"
 _LOOP_INFO64 = struct.Struct("=QQQQQIIII64s64s32s2Q")
 _SYS_BLOCK = "/sys/block"
 LOSETUP_TIMEOUT = 30
+# The logical block sizes losetup --sector-size accepts (GLUSTER_LOOP_SECTOR_SIZE).
+SECTOR_SIZES = ("512", "1024", "2048", "4096")
+# What GLUSTER_LOOP_QUEUE may set in /sys/block/loopN/queue: how requests are
+# queued and merged, none of which changes what a write acknowledges.
+QUEUE_ATTRIBUTES = ("scheduler", "nr_requests", "read_ahead_kb", "max_sectors_kb", "nomerges", "rq_affinity")
 DETACH_WAIT_SECONDS = 5.0  # udev's probes hold a new device open for a moment
 
 
@@ -168,16 +174,19 @@ def _listdir(path):
         return []
 
 
-def attach(image_path, image_stat, node, runner, lock):
+def attach(image_path, image_stat, node, runner, lock, sector_size=512, queue=()):
     """Sets up a loop device with direct I/O and checks that it has both:
     the image we looked at (not what a symlink swapped in meanwhile points
     to) and direct I/O, without which write-behind can acknowledge writes
     and lose them. `lock` serialises setups on this node: two `losetup
     --find` racing for the same free device make one of them sleep 200 ms
-    and retry (util-linux), which halved throughput at 4 parallel attaches."""
+    and retry (util-linux), which halved throughput at 4 parallel attaches.
+    The logical block size is given, not left to the kernel: it is the
+    disk's geometry, which must not change between attaches or nodes.
+    `queue` is (attribute, value) pairs for /sys/block/loopN/queue."""
     with lock.acquire():
-        result = runner.run(["losetup", "--find", "--show", "--direct-io=on", image_path],
-                            timeout=LOSETUP_TIMEOUT)
+        result = runner.run(["losetup", "--find", "--show", "--direct-io=on", f"--sector-size={sector_size}",
+                             image_path], timeout=LOSETUP_TIMEOUT)
     device = result.stdout.strip()
     if not device.startswith("/dev/loop"):
         raise ProviderError(f"losetup printed no loop device for {image_path}")
@@ -192,7 +201,25 @@ def attach(image_path, image_stat, node, runner, lock):
     if problem:
         runner.run(["losetup", "--detach", device], timeout=LOSETUP_TIMEOUT, check=False)
         raise ProviderError(problem)
+    for attribute, value in queue:
+        # Only a warning: the disk works without its tuning.
+        refused = _tune_queue(f"{_SYS_BLOCK}/{name}/queue/{attribute}", value)
+        if refused:
+            diag.warn(f"cannot set {attribute} of {device} to {value}: {refused}; going on without it")
     return device
+
+
+@isolated("tuning the loop device's queue")
+def _tune_queue(path, value):
+    """Writes one queue setting; the kernel's reason if it refuses. Isolated:
+    switching the scheduler waits for the device's requests in flight, which
+    the FUSE client may hold up."""
+    try:
+        with open(path, "w") as handle:
+            handle.write(value)
+    except OSError as exc:
+        return exc.strerror
+    return None
 
 
 def detach(device, image_path, runner):

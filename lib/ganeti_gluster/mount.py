@@ -186,7 +186,8 @@ class VolumeMount:
         # is bounded.
         command = ["glusterfs", "--process-name", "fuse"]
         command += [f"--volfile-server={server}" for server in self.servers]
-        command += [f"--volfile-server-port={self.port}", f"--volfile-id=/{self.volume}", self.path]
+        command += [f"--volfile-server-port={self.port}", f"--volfile-id=/{self.volume}",
+                    *client_options(self.settings, self.volume), self.path]
         deadline = time.monotonic() + self.settings.mount_timeout
 
         def attempt():
@@ -281,6 +282,22 @@ class VolumeMount:
             os.rmdir(self.path)
         except OSError:
             pass
+
+
+def client_options(settings, volume):
+    """The node's tuning of its glusterfs client (GLUSTER_FUSE_*, GLUSTER_CLIENT_*).
+    None of it caches writes: what a VM is told is written has reached the bricks."""
+    options = [f"--reader-thread-count={settings.fuse_reader_threads}",
+               f"--attribute-timeout={settings.fuse_attribute_timeout:g}",
+               f"--entry-timeout={settings.fuse_entry_timeout:g}",
+               f"--negative-timeout={settings.fuse_negative_timeout:g}"]
+    # Command-line translator options override the volume's own; the
+    # translators' names in the client graph start with the volume's.
+    if settings.client_event_threads:
+        options.append(f"--xlator-option={volume}-client-*.event-threads={settings.client_event_threads}")
+    if settings.client_io_threads:
+        options.append(f"--xlator-option={volume}-io-threads.thread-count={settings.client_io_threads}")
+    return options
 
 
 @isolated("looking at the mount")

@@ -71,7 +71,8 @@ def _map(disk, runner):
         if device is None:
             setup_lock = Lock(os.path.join(disk.settings.mount_base, ".locks", "losetup.lock"),
                               "loop device setup", disk.settings.lock_timeout)
-            device = loopdev.attach(disk.path, info, disk.settings.node_name, runner, setup_lock)
+            device = loopdev.attach(disk.path, info, disk.settings.node_name, runner, setup_lock,
+                                    disk.settings.loop_sector_size, disk.settings.loop_queue)
             disk.loop_device(info, expected=device)  # notes it
             diag.debug(f"attached {disk.path} as {device}")
     return device

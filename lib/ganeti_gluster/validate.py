@@ -201,6 +201,27 @@ def seconds_or_zero(source, value, maximum):
     return number
 
 
+def assignments(source, value, names):
+    """Space-separated NAME=VALUE pairs, NAME one of `names`, VALUE a word;
+    returns them as a tuple of (name, value)."""
+    text(source, value)
+    pairs = []
+    for item in value.split():
+        name, equals, setting = item.partition("=")
+        if not equals or name not in names or not _made_of(setting, _VOLUME_CHARS, _VOLUME_CHARS, 32):
+            raise BadInput(f"{source} must be NAME=VALUE pairs with NAME one of {', '.join(names)}, "
+                           f"not {_show(item)}")
+        pairs.append((name, setting))
+    return tuple(pairs)
+
+
+def whole_number(source, value, minimum, maximum):
+    text(source, value)
+    if not _is_number(value, 10) or not minimum <= int(value) <= maximum:
+        raise BadInput(f"{source} must be a whole number from {minimum} to {maximum}, not {_show(value)}")
+    return int(value)
+
+
 def _number(source, value):
     text(source, value)
     try:

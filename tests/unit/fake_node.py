@@ -34,6 +34,8 @@ class FakeRunner:
         self.clients = {}    # client address -> bricks it is connected to (glusterd's view)
         self.hosts = {}      # host name -> address (getent)
         self.local_address = "10.0.0.1"  # this node's address towards the servers
+        self.queue = {}      # /sys/block/loopN/queue/ATTRIBUTE -> value written
+        self.refused_queue = {}  # ATTRIBUTE -> the kernel's reason for refusing a value
 
     def run(self, args, timeout, check=True):
         self.commands.append(list(args))
@@ -100,6 +102,12 @@ class FakeRunner:
                 "autoclear": "1" if loop.autoclear else "0", "size": str(loop.size // 512),
                 "dev": f"7:{parts[3][4:]}"}.get(field)
 
+    def tune_queue(self, path, value):
+        refused = self.refused_queue.get(os.path.basename(path))
+        if not refused:
+            self.queue[path] = value
+        return refused
+
     def mount_entry(self, mount_point, mountinfo=None):
         source = self.mounts.get(mount_point)
         return ("fuse.glusterfs", source) if source else None
@@ -120,6 +128,7 @@ def install(monkeypatch, runner):
     monkeypatch.setattr(loopdev, "_backing_inode", lambda device, node=None: getattr(
         runner.loops.get(os.path.basename(device)), "inode", None))
     monkeypatch.setattr(loopdev, "_mark_as_node", lambda device, node: None)
+    monkeypatch.setattr(loopdev, "_tune_queue", runner.tune_queue)
     monkeypatch.setattr(loopdev, "holders",
                         lambda device: ["pid 4711 (qemu)"] if runner.loops[os.path.basename(device)].held else [])
     monkeypatch.setattr(loopdev, "require_block_device", lambda device: None)

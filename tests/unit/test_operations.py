@@ -89,7 +89,7 @@ def test_attach_prints_device_then_uri_and_is_idempotent(node):
     assert out == f"/dev/loop7\nkvm:{URI}{DISK}\n"
     assert node.ok("attach", VOL_NAME=DISK) == out
     assert [c for c in node.runner.commands if c[:2] == ["losetup", "--find"]] == [
-        ["losetup", "--find", "--show", "--direct-io=on", node.image(DISK)]]
+        ["losetup", "--find", "--show", "--direct-io=on", "--sector-size=512", node.image(DISK)]]
 
 
 def test_attach_without_direct_io_detaches_the_device_and_fails(node):
@@ -131,6 +131,53 @@ def test_detach_fails_while_the_device_is_held_and_remove_refuses(node, monkeypa
     assert f"{device} is still in use (pid 4711 (qemu))" in node.refused("detach", VOL_NAME=DISK)
     assert f"loop device {device}" in node.refused("remove", VOL_NAME=DISK)  # marked to go: still in use
     assert os.path.exists(node.image(DISK))
+
+
+# -- the kernel path's tuning (node settings) -------------------------------------------------
+
+def test_the_client_and_loop_device_get_the_default_tuning(node):
+    node.ok("create", VOL_NAME=DISK, VOL_SIZE="8")
+    attached(node)
+    client = node.runner.commands[0]
+    assert client[-1] == node.volume
+    assert ["--reader-thread-count=1", "--attribute-timeout=1", "--entry-timeout=1",
+            "--negative-timeout=0"] == [a for a in client if a.split("=")[0] in (
+                "--reader-thread-count", "--attribute-timeout", "--entry-timeout", "--negative-timeout")]
+    assert not [a for a in client if a.startswith("--xlator-option")]
+    assert "--sector-size=512" in next(c for c in node.runner.commands if c[:2] == ["losetup", "--find"])
+    assert node.runner.queue == {}
+
+
+def test_node_settings_tune_the_client_and_the_loop_device(tmp_path, monkeypatch, capsys):
+    node = Node(tmp_path, monkeypatch, capsys, extra_config=(
+        "GLUSTER_FUSE_READER_THREADS=2\nGLUSTER_FUSE_ATTRIBUTE_TIMEOUT=0.5\n"
+        "GLUSTER_CLIENT_EVENT_THREADS=2\nGLUSTER_CLIENT_IO_THREADS=8\nGLUSTER_LOOP_SECTOR_SIZE=4096\n"
+        "GLUSTER_LOOP_QUEUE=scheduler=mq-deadline nr_requests=64\n"))
+    node.ok("create", VOL_NAME=DISK, VOL_SIZE="8")
+    device = attached(node)
+    client = node.runner.commands[0]
+    assert {"--reader-thread-count=2", "--attribute-timeout=0.5",
+            "--xlator-option=vmstore-client-*.event-threads=2",
+            "--xlator-option=vmstore-io-threads.thread-count=8"} <= set(client)
+    assert "--sector-size=4096" in next(c for c in node.runner.commands if c[:2] == ["losetup", "--find"])
+    queue = f"/sys/block/{os.path.basename(device)}/queue"
+    assert node.runner.queue == {f"{queue}/scheduler": "mq-deadline", f"{queue}/nr_requests": "64"}
+
+
+def test_a_queue_setting_the_kernel_refuses_warns_and_the_disk_attaches(tmp_path, monkeypatch, capsys):
+    node = Node(tmp_path, monkeypatch, capsys, extra_config="GLUSTER_LOOP_QUEUE=scheduler=bfq\n")
+    node.runner.refused_queue["scheduler"] = "Invalid argument"
+    node.ok("create", VOL_NAME=DISK, VOL_SIZE="8")
+    code, out, err = node.run("attach", VOL_NAME=DISK)
+    assert code == 0 and out.startswith("/dev/loop7\n")
+    assert "cannot set scheduler of /dev/loop7 to bfq: Invalid argument; going on without it" in err
+
+
+@pytest.mark.parametrize("parameter", ["fuse_reader_threads", "client_io_threads", "loop_sector_size",
+                                       "loop_queue", "fuse_attribute_timeout"])
+def test_the_kernel_path_tuning_is_never_a_disk_parameter(node, parameter):
+    assert f"unknown disk parameter {parameter!r}" in node.refused(
+        "create", VOL_NAME=DISK, VOL_SIZE="8", **{f"EXTP_{parameter.upper()}": "2"})
 
 
 # -- remove, grow, rename -------------------------------------------------------------------
