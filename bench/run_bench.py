@@ -10,6 +10,7 @@ Writes bench/results/bench.json, bench/results/report.md and PNG plots.
 
 import argparse
 import concurrent.futures
+import importlib
 import json
 import os
 import re
@@ -20,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import typing
 import uuid
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -33,6 +35,18 @@ CONFIG = os.path.join(STATE, "bench.env")
 MOUNT_BASE = os.path.join(STATE, "bench-mnt")
 SHELL_MOUNT = os.path.join(STATE, "bench-shell-mnt")
 MIB = 1 << 20
+
+
+class Volume(typing.NamedTuple):
+    """Where a section's disks live: the provider's configuration file for
+    the volume, the images' directory on its mount, and a directory on the
+    file system its bricks live on (for the brick fs file: the limit)."""
+    config: str
+    images: str
+    brick_fs: str
+
+
+GV0 = Volume(CONFIG, os.path.join(MOUNT_BASE, "gv0", "bench"), STATE)
 
 
 # -- measuring ------------------------------------------------------------------
@@ -61,12 +75,12 @@ def peak_rss(argv, env=None):
     return int(result.stderr.strip().splitlines()[-1])
 
 
-def provider_env(extra=None):
-    return {"PATH": "/usr/bin:/bin", "GLUSTER_CONFIG": CONFIG, **(extra or {})}
+def provider_env(extra=None, config=CONFIG):
+    return {"PATH": "/usr/bin:/bin", "GLUSTER_CONFIG": config, **(extra or {})}
 
 
-def provider(action, extra=None, check=True):
-    return timed([os.path.join(PROVIDER, action)], provider_env(extra), check)
+def provider(action, extra=None, check=True, volume=GV0):
+    return timed([os.path.join(PROVIDER, action)], provider_env(extra, volume.config), check)
 
 
 def shell(script):
@@ -100,14 +114,14 @@ def new_name():
     return f"b-{uuid.uuid4().hex[:10]}.ext.disk0"
 
 
-def image(name):
-    return os.path.join(MOUNT_BASE, "gv0", "bench", name)
+def image(name, volume=GV0):
+    return os.path.join(volume.images, name)
 
 
-def cleanup(names):
+def cleanup(names, volume=GV0):
     for name in names:
-        provider("detach", {"VOL_NAME": name}, check=False)
-        provider("remove", {"VOL_NAME": name}, check=False)
+        provider("detach", {"VOL_NAME": name}, check=False, volume=volume)
+        provider("remove", {"VOL_NAME": name}, check=False, volume=volume)
 
 
 # -- 1. control path ------------------------------------------------------------------
@@ -389,18 +403,19 @@ def qemu_bench(uri, pattern, seconds):
     return (count * size / MIB) / float(match.group(1)) if match else None
 
 
-def data_path(size_mib, seconds, rounds):
+def data_path(size_mib, seconds, rounds, volume=GV0):
     """fio on each target; the FUSE file and the loop device, whose ratio is
     the target, take turns `rounds` times (the median counts), so that a
     change in the machine's speed during the run hits both."""
     results = {}
-    local_dir = tempfile.mkdtemp(prefix="bench-local-", dir=STATE)
+    local_dir = tempfile.mkdtemp(prefix="bench-local-", dir=volume.brick_fs)
     local = os.path.join(local_dir, "file")
     name = new_name()
-    provider("create", {"VOL_NAME": name, "VOL_SIZE": str(size_mib), "EXTP_PREALLOCATION": "full"})
-    lines = provider("attach", {"VOL_NAME": name})[2].split("\n")
+    provider("create", {"VOL_NAME": name, "VOL_SIZE": str(size_mib), "EXTP_PREALLOCATION": "full"},
+             volume=volume)
+    lines = provider("attach", {"VOL_NAME": name}, volume=volume)[2].split("\n")
     device, uri = lines[0], lines[1][len("kvm:"):]
-    fuse_file = image(name + ".fuse")
+    fuse_file = image(name + ".fuse", volume)
     for path in (local, fuse_file):
         subprocess.run(["dd", "if=/dev/zero", f"of={path}", "bs=1M", f"count={size_mib}",
                         "status=none"], check=True)
@@ -417,21 +432,21 @@ def data_path(size_mib, seconds, rounds):
             results[pattern] = row
     finally:
         os.unlink(fuse_file)
-        cleanup([name])
+        cleanup([name], volume)
         shutil.rmtree(local_dir, ignore_errors=True)
     return results
 
 
 # -- 5. snapshot of a large, mostly empty disk ---------------------------------------------------
 
-def snapshot_large(size_gib, data_mib, runs):
+def snapshot_large(size_gib, data_mib, runs, volume=GV0):
     """Our snapshot against cp --sparse=always, taking turns, each after a
     sync so that neither pays for the other's dirty pages. Our snapshot
     fsyncs before it publishes the copy, so cp followed by sync of the copy
     is measured too: the same work with the same durability."""
     name = new_name()
-    provider("create", {"VOL_NAME": name, "VOL_SIZE": str(size_gib * 1024)})
-    device = provider("attach", {"VOL_NAME": name})[2].split("\n")[0]
+    provider("create", {"VOL_NAME": name, "VOL_SIZE": str(size_gib * 1024)}, volume=volume)
+    device = provider("attach", {"VOL_NAME": name}, volume=volume)[2].split("\n")[0]
     subprocess.run(["dd", "if=/dev/urandom", f"of={device}", "bs=4M", f"count={data_mib // 4}",
                     "oflag=direct", "status=none"], check=True)
     snaps = []
@@ -440,23 +455,28 @@ def snapshot_large(size_gib, data_mib, runs):
     def ours():
         snap = new_name()
         snaps.append(snap)
-        result = provider("snapshot", {"VOL_NAME": name, "VOL_SNAPSHOT_NAME": snap})
-        provider("remove", {"VOL_NAME": snap})
+        result = provider("snapshot", {"VOL_NAME": name, "VOL_SNAPSHOT_NAME": snap}, volume=volume)
+        provider("remove", {"VOL_NAME": snap}, volume=volume)
         return result
 
     def cp(then=""):
-        target = image(new_name())
-        result = shell(f"cp --sparse=always {image(name)} {target}{then.replace('TARGET', target)}")
+        target = image(new_name(), volume)
+        result = shell(f"cp --sparse=always {image(name, volume)} {target}{then.replace('TARGET', target)}")
         os.unlink(target)
         return result
 
+    contenders = [("provider", ours), ("cp", cp), ("cp_sync", lambda: cp(" && sync TARGET"))]
     try:
-        for _ in range(runs):
-            for key, measure in (("provider", ours), ("cp", cp), ("cp_sync", lambda: cp(" && sync TARGET"))):
+        # Untimed: the first read after the writes looks up every shard of a
+        # sharded disk (2 s against 0.7 s for 1 GiB on virt3), which would
+        # hit whoever goes first.
+        cp()
+        for run in range(runs):
+            for key, measure in contenders[run % 3:] + contenders[:run % 3]:  # who goes first rotates
                 os.sync()
                 seconds[key].append(measure()[0])
     finally:
-        cleanup([name] + snaps)
+        cleanup([name] + snaps, volume)
     mine, theirs, theirs_synced = (statistics.median(seconds[k]) for k in ("provider", "cp", "cp_sync"))
     return {"disk_gib": size_gib, "data_mib": data_mib, "provider_s": mine, "cp_sparse_s": theirs,
             "cp_sparse_sync_s": theirs_synced, "ratio": mine / theirs, "ratio_vs_synced": mine / theirs_synced}
@@ -522,6 +542,9 @@ def plots(results, out):
         axis.set_title("gnt-instance commands: provider vs built-in template")
         figure.tight_layout()
         figure.savefig(os.path.join(out, "ganeti.png"))
+
+    for module in ("replica3", "guest_fio"):
+        importlib.import_module(module).plots(results, out, plt)
 
 
 def report(results, out):
@@ -629,11 +652,23 @@ def report(results, out):
                          f"{v['cost_per_call_s'] * 1000:.1f} |")
         lines += ["", "Target: no command slower than 1.1x the built-in template.", "",
                   "![ganeti](ganeti.png)", ""]
+    for module in ("replica3", "guest_fio"):
+        lines += importlib.import_module(module).report_lines(results)
     with open(os.path.join(out, "report.md"), "w") as handle:
         handle.write("\n".join(lines))
 
 
-SECTIONS = ("control_path", "scale", "node_loops", "concurrency", "data_path", "snapshot_large", "ganeti")
+SECTIONS = ("control_path", "scale", "node_loops", "concurrency", "data_path", "snapshot_large", "ganeti",
+            "replica3", "in_guest")
+# Measured only when --only names them: a study of tunings, not a target.
+ON_REQUEST = ("replica3_knobs",)
+# Sections with GlusterFS hosts of their own (replica3.py), without the private GlusterFS.
+OWN_HOSTS = ("replica3", "replica3_knobs", "in_guest")
+
+
+def section_of(module, function, quick):
+    # Imported when measured: replica3 and guest_fio build on this module.
+    return getattr(importlib.import_module(module), function)(quick)
 
 
 def previous_results(path):
@@ -649,13 +684,13 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, few runs (CI smoke test)")
     parser.add_argument("--only", help="comma-separated sections to measure again, keeping the others "
-                        f"from OUT/bench.json: {', '.join(SECTIONS)}")
+                        f"from OUT/bench.json: {', '.join(SECTIONS + ON_REQUEST)}")
     parser.add_argument("--out", default=os.path.join(HERE, "results"))
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
     wanted = args.only.split(",") if args.only else SECTIONS
-    if set(wanted) - set(SECTIONS):
-        parser.error(f"unknown sections: {', '.join(sorted(set(wanted) - set(SECTIONS)))}")
+    if set(wanted) - set(SECTIONS + ON_REQUEST):
+        parser.error(f"unknown sections: {', '.join(sorted(set(wanted) - set(SECTIONS + ON_REQUEST)))}")
     quick = args.quick
     runs = 3 if quick else 15
     now = time.strftime("%Y-%m-%d %H:%M")
@@ -668,7 +703,8 @@ def main():
         results["remeasured"] = ([earlier] if isinstance(earlier, dict) else earlier) + \
             [{"sections": wanted, "when": now}]
     results.update({"machine": f"{os.cpu_count()} cores, {os.uname().release}", "quick": quick})
-    setup()
+    if set(wanted) - set(OWN_HOSTS):
+        setup()
     measures = {
         "control_path": lambda: control_path(runs),
         "scale": lambda: scale([10, 100] if quick else [10, 1000, 10000], runs),
@@ -678,8 +714,11 @@ def main():
         "data_path": lambda: None if quick else data_path(512, 5, 3),
         "snapshot_large": lambda: snapshot_large(1 if quick else 10, 64 if quick else 1024, 1 if quick else 5),
         "ganeti": lambda: ganeti_compare.compare(1 if quick else 15),
+        "replica3": lambda: section_of("replica3", "replica3", quick),
+        "replica3_knobs": lambda: section_of("replica3", "knobs", quick),
+        "in_guest": lambda: section_of("guest_fio", "in_guest", quick),
     }
-    for section in SECTIONS:
+    for section in SECTIONS + ON_REQUEST:
         if section in wanted:
             print(f"bench: {section}", file=sys.stderr, flush=True)
             results[section] = measures[section]()
@@ -692,5 +731,8 @@ def main():
 
 
 if __name__ == "__main__":
+    # replica3 and guest_fio import this module by name: its main runs as
+    # that module, not as a second copy of it under __main__.
+    import run_bench
     resource.setrlimit(resource.RLIMIT_NOFILE, (4096, 4096))
-    sys.exit(main())
+    sys.exit(run_bench.main())

@@ -1,0 +1,160 @@
+"""Bench section in_guest: what a VM gets. fio inside the test guest
+(tests/guest: Debian's kernel, busybox, fio) booted by QEMU from a disk on
+virt3 (replica3.py's hosts), on both access paths, against the host's own
+figures for the same disk in the same run:
+
+  kernelspace: the loop device of the provider's attach as a virtio disk
+               (cache=none, aio=native: what Ganeti's KVM gives it), against
+               fio on the host on a FUSE file of the same mount;
+  userspace:   the gluster:// URI of attach's second line, QEMU's gluster
+               driver, against qemu-img bench on the same URI.
+
+QEMU's accelerator is GUEST_ACCEL (default kvm). On a machine whose /dev/kvm
+cannot run a stock kernel (a nested PVM one) bench/run sets tcg: the guest's
+CPU is then emulated, and the guest's figures are those of an emulated CPU.
+"""
+
+import base64
+import json
+import os
+import re
+import subprocess
+import tempfile
+import time
+
+import replica3
+import run_bench
+
+GUEST_BUILD = os.path.join(run_bench.ROOT, "tests", "guest", "build")
+ACCEL = os.environ.get("GUEST_ACCEL", "kvm")
+BOOT_TIMEOUT_S = 120  # a boot takes seconds with KVM, 5-10 s under TCG
+FIO_RESULT = re.compile(r"^GG FIO BEGIN\n(.*?)^GG FIO END rc=(\d+)$", re.S | re.M)
+# The targets: (what, the guest's access path, the host's figure it is held against, lowest ratio)
+TARGETS = [("in-guest kernelspace >= 0.9x the host's FUSE file", "kernelspace", "host_fuse_file", 0.9),
+           ("in-guest userspace >= 0.9x qemu-img bench on the URI", "userspace", "host_qemu_img_bench", 0.9)]
+
+
+def guest_files():
+    """(kernel, initrd) of the test guest, built or from its cache."""
+    built = subprocess.run([GUEST_BUILD], check=True, timeout=1800, stdout=subprocess.PIPE, text=True)
+    return built.stdout.split("\n")[:2]
+
+
+def job_file(size_mib, seconds):
+    """One fio job per pattern, one after the other (stonewall), as
+    run_bench.fio runs them on the host."""
+    lines = ["[global]", "direct=1", "ioengine=libaio", f"size={size_mib}M", f"runtime={seconds}", "time_based"]
+    for pattern, args in run_bench.FIO_PATTERNS.items():
+        lines += [f"[{pattern}]", "stonewall"] + [arg[2:] for arg in args]
+    return "\n".join(lines) + "\n"
+
+
+def in_guest_fio(kernel, initrd, drive, size_mib, seconds):
+    """MiB/s per pattern of fio in a guest booted with `drive` as its disk."""
+    job = base64.b64encode(job_file(size_mib, seconds).encode()).decode()
+    with tempfile.NamedTemporaryFile(prefix="bench-guest-", suffix=".serial") as log:
+        qemu = subprocess.Popen(
+            ["qemu-system-x86_64", "-accel", ACCEL, "-m", "512", "-smp", "1", "-nodefaults", "-display", "none",
+             "-no-reboot", "-kernel", kernel, "-initrd", initrd,
+             "-append", f"console=ttyS0 panic=-1 rootfstype=ramfs gg.run=fio gg.fio={job}",
+             "-serial", f"file:{log.name}", "-drive", drive],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + BOOT_TIMEOUT_S + len(run_bench.FIO_PATTERNS) * (seconds + 10)
+        try:
+            while qemu.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.5)
+        finally:
+            if qemu.poll() is None:
+                qemu.kill()
+            stderr = qemu.communicate(timeout=30)[1]
+        text = open(log.name, errors="replace").read().replace("\r\n", "\n")
+    found = FIO_RESULT.search(text)
+    if not found or found.group(2) != "0":
+        raise RuntimeError(f"no fio result from the guest on {drive}: {stderr.strip()[-500:]}\n{text[-2000:]}")
+    jobs = {job["jobname"]: job for job in json.loads(found.group(1))["jobs"]}
+    return {pattern: jobs[pattern]["write" if "write" in pattern else "read"]["bw_bytes"] / run_bench.MIB
+            for pattern in run_bench.FIO_PATTERNS}
+
+
+def in_guest(quick):
+    size_mib, seconds = (64, 1) if quick else (512, 5)
+    kernel, initrd = guest_files()
+    volume = replica3.VIRT3
+    name = run_bench.new_name()
+    with replica3.hosts():
+        run_bench.provider("create", {"VOL_NAME": name, "VOL_SIZE": str(size_mib), "EXTP_PREALLOCATION": "full"},
+                           volume=volume)
+        device, uri = run_bench.provider("attach", {"VOL_NAME": name}, volume=volume)[2].split("\n")[:2]
+        uri = uri[len("kvm:"):]
+        fuse_file = run_bench.image(name + ".fuse", volume)
+        try:
+            subprocess.run(["dd", "if=/dev/zero", f"of={fuse_file}", "bs=1M", f"count={size_mib}", "status=none"],
+                           check=True, timeout=replica3.COMMAND_TIMEOUT)
+            rows = {pattern: {"host_fuse_file": run_bench.fio(fuse_file, pattern, size_mib, seconds),
+                              "host_qemu_img_bench": run_bench.qemu_bench(uri, pattern, seconds)}
+                    for pattern in run_bench.FIO_PATTERNS}
+            paths = {"kernelspace": f"file={device},if=virtio,format=raw,cache=none,aio=native",
+                     "userspace": f"file={uri},if=virtio,format=raw,cache=none"}
+            for access, drive in paths.items():
+                for pattern, mib_s in in_guest_fio(kernel, initrd, drive, size_mib, seconds).items():
+                    rows[pattern][access] = mib_s
+        finally:
+            if os.path.exists(fuse_file):
+                os.unlink(fuse_file)
+            run_bench.cleanup([name], volume)
+    return {"accel": ACCEL, "size_mib": size_mib, "seconds": seconds, "patterns": rows, "targets": targets(rows)}
+
+
+def targets(rows):
+    """[what, pattern, ratio, limit, met] of each target on each pattern."""
+    found = []
+    for what, access, host, limit in TARGETS:
+        for pattern, row in rows.items():
+            ratio = row[access] / row[host] if row.get(host) else None
+            found.append([what, pattern, ratio, limit, ratio is not None and ratio >= limit])
+    return found
+
+
+def report_lines(results):
+    g = results.get("in_guest")
+    if not g:
+        return []
+    lines = ["## Inside a guest (virt3), MiB/s", "",
+             f"fio in the test guest (Debian's kernel, one vCPU, QEMU -accel {g['accel']}) on a "
+             f"{g['size_mib']} MiB disk on virt3, {g['seconds']} s per pattern; beside it the host's own "
+             "figures for the same disk in the same run: fio on a FUSE file of the same mount, and "
+             "qemu-img bench on the disk's gluster:// URI." +
+             (" Under TCG the guest's CPU is emulated: its figures are those of an emulated CPU, not of "
+              "the storage." if g["accel"] == "tcg" else ""), "",
+             "| pattern | host FUSE file | guest kernelspace | ratio | host qemu-img bench | guest userspace | "
+             "ratio |", "|---|---|---|---|---|---|---|"]
+    for pattern, row in g["patterns"].items():
+        qemu = row["host_qemu_img_bench"]
+        lines.append(f"| {pattern} | {row['host_fuse_file']:.0f} | {row['kernelspace']:.0f} | "
+                     f"{row['kernelspace'] / row['host_fuse_file']:.2f}x | {qemu:.0f} | {row['userspace']:.0f} | "
+                     f"{row['userspace'] / qemu:.2f}x |" if qemu else
+                     f"| {pattern} | {row['host_fuse_file']:.0f} | {row['kernelspace']:.0f} | "
+                     f"{row['kernelspace'] / row['host_fuse_file']:.2f}x | - | {row['userspace']:.0f} | - |")
+    met = sum(1 for t in g["targets"] if t[4])
+    lines += ["", f"Targets (kernelspace >= 0.9x the host's FUSE file, userspace >= 0.9x qemu-img bench, each "
+                  f"pattern): {met} of {len(g['targets'])} met.", "", "![in guest](in_guest.png)", ""]
+    return lines
+
+
+def plots(results, out, plt):
+    g = results.get("in_guest")
+    if not g:
+        return
+    patterns = list(g["patterns"])
+    keys = ("host_fuse_file", "kernelspace", "host_qemu_img_bench", "userspace")
+    figure, axis = plt.subplots(figsize=(8, 4))
+    for offset, key in enumerate(keys):
+        axis.bar([i + offset * 0.2 for i in range(len(patterns))], [g["patterns"][p][key] or 0 for p in patterns],
+                 width=0.2, label=key)
+    axis.set_xticks([i + 0.3 for i in range(len(patterns))], patterns, rotation=30, ha="right")
+    axis.set_yscale("log")
+    axis.set_ylabel("MiB/s (log)")
+    axis.legend()
+    axis.set_title(f"fio inside a guest on virt3 (QEMU -accel {g['accel']}) and on the host")
+    figure.tight_layout()
+    figure.savefig(os.path.join(out, "in_guest.png"))
