@@ -145,16 +145,6 @@ def plots(results, out, plt):
     g = results.get("in_guest")
     if not g:
         return
-    patterns = list(g["patterns"])
-    keys = ("host_fuse_file", "kernelspace", "host_qemu_img_bench", "userspace")
-    figure, axis = plt.subplots(figsize=(8, 4))
-    for offset, key in enumerate(keys):
-        axis.bar([i + offset * 0.2 for i in range(len(patterns))], [g["patterns"][p][key] or 0 for p in patterns],
-                 width=0.2, label=key)
-    axis.set_xticks([i + 0.3 for i in range(len(patterns))], patterns, rotation=30, ha="right")
-    axis.set_yscale("log")
-    axis.set_ylabel("MiB/s (log)")
-    axis.legend()
-    axis.set_title(f"fio inside a guest on virt3 (QEMU -accel {g['accel']}) and on the host")
-    figure.tight_layout()
-    figure.savefig(os.path.join(out, "in_guest.png"))
+    run_bench.pattern_bars(plt, g["patterns"], ("host_fuse_file", "kernelspace", "host_qemu_img_bench", "userspace"),
+                           f"fio inside a guest on virt3 (QEMU -accel {g['accel']}) and on the host",
+                           os.path.join(out, "in_guest.png"), log=True)

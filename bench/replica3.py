@@ -255,18 +255,8 @@ def report_lines(results):
 def plots(results, out, plt):
     r3 = results.get("replica3")
     if r3:
-        patterns = list(r3["data_path"])
-        figure, axis = plt.subplots(figsize=(8, 4))
-        for offset, key in enumerate(("brick_fs_file", "fuse_file_odirect", "loop_device", "qemu_gluster")):
-            axis.bar([i + offset * 0.2 for i in range(len(patterns))],
-                     [r3["data_path"][p][key] or 0 for p in patterns], width=0.2, label=key)
-        axis.set_xticks([i + 0.3 for i in range(len(patterns))], patterns, rotation=30, ha="right")
-        axis.set_yscale("log")
-        axis.set_ylabel("MiB/s (log)")
-        axis.legend()
-        axis.set_title("Data path on virt3 (replica 3, group virt)")
-        figure.tight_layout()
-        figure.savefig(os.path.join(out, "replica3.png"))
+        run_bench.pattern_bars(plt, r3["data_path"], run_bench.DATA_PATH_TARGETS,
+                               "Data path on virt3 (replica 3, group virt)", os.path.join(out, "replica3.png"), log=True)
     k = results.get("replica3_knobs")
     if k:
         variants, patterns = list(k["variants"]), list(run_bench.FIO_PATTERNS)

@@ -484,6 +484,26 @@ def snapshot_large(size_gib, data_mib, runs, volume=GV0):
 
 # -- report --------------------------------------------------------------------------------------
 
+DATA_PATH_TARGETS = ("brick_fs_file", "fuse_file_odirect", "loop_device", "qemu_gluster")
+
+
+def pattern_bars(plt, rows, keys, title, path, log=False):
+    """One group of bars per fio pattern (rows: pattern -> {key: MiB/s}), one bar per key."""
+    patterns = list(rows)
+    figure, axis = plt.subplots(figsize=(8, 4))
+    for offset, key in enumerate(keys):
+        axis.bar([i + offset * 0.2 for i in range(len(patterns))], [rows[p][key] or 0 for p in patterns],
+                 width=0.2, label=key)
+    axis.set_xticks([i + 0.3 for i in range(len(patterns))], patterns, rotation=30, ha="right")
+    if log:
+        axis.set_yscale("log")
+    axis.set_ylabel("MiB/s (log)" if log else "MiB/s")
+    axis.legend()
+    axis.set_title(title)
+    figure.tight_layout()
+    figure.savefig(path)
+
+
 def plots(results, out):
     import matplotlib
     matplotlib.use("Agg")
@@ -512,17 +532,7 @@ def plots(results, out):
         figure.savefig(os.path.join(out, "concurrency.png"))
 
     if results.get("data_path"):
-        patterns = list(results["data_path"])
-        figure, axis = plt.subplots(figsize=(8, 4))
-        for offset, key in enumerate(("brick_fs_file", "fuse_file_odirect", "loop_device", "qemu_gluster")):
-            axis.bar([i + offset * 0.2 for i in range(len(patterns))],
-                     [results["data_path"][p][key] or 0 for p in patterns], width=0.2, label=key)
-        axis.set_xticks([i + 0.3 for i in range(len(patterns))], patterns, rotation=30, ha="right")
-        axis.set_ylabel("MiB/s")
-        axis.legend()
-        axis.set_title("Data path")
-        figure.tight_layout()
-        figure.savefig(os.path.join(out, "data_path.png"))
+        pattern_bars(plt, results["data_path"], DATA_PATH_TARGETS, "Data path", os.path.join(out, "data_path.png"))
 
     if results.get("ganeti"):
         commands = list(results["ganeti"])
