@@ -20,7 +20,6 @@ import os
 import re
 import subprocess
 import tempfile
-import time
 
 import replica3
 import run_bench
@@ -59,14 +58,14 @@ def in_guest_fio(kernel, initrd, drive, size_mib, seconds):
              "-append", f"console=ttyS0 panic=-1 rootfstype=ramfs gg.run=fio gg.fio={job}",
              "-serial", f"file:{log.name}", "-drive", drive],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + BOOT_TIMEOUT_S + len(run_bench.FIO_PATTERNS) * (seconds + 10)
-        try:
-            while qemu.poll() is None and time.monotonic() < deadline:
-                time.sleep(0.5)
-        finally:
-            if qemu.poll() is None:
-                qemu.kill()
+        try:  # the guest powers off after its job
+            stderr = qemu.communicate(timeout=BOOT_TIMEOUT_S + len(run_bench.FIO_PATTERNS) * (seconds + 10))[1]
+        except subprocess.TimeoutExpired:
+            qemu.kill()
             stderr = qemu.communicate(timeout=30)[1]
+        finally:
+            if qemu.poll() is None:  # interrupted
+                qemu.kill()
         text = open(log.name, errors="replace").read().replace("\r\n", "\n")
     found = FIO_RESULT.search(text)
     if not found or found.group(2) != "0":
@@ -88,8 +87,7 @@ def in_guest(quick):
         uri = uri[len("kvm:"):]
         fuse_file = run_bench.image(name + ".fuse", volume)
         try:
-            subprocess.run(["dd", "if=/dev/zero", f"of={fuse_file}", "bs=1M", f"count={size_mib}", "status=none"],
-                           check=True, timeout=replica3.COMMAND_TIMEOUT)
+            run_bench.zero_file(fuse_file, size_mib)
             rows = {pattern: {"host_fuse_file": run_bench.fio(fuse_file, pattern, size_mib, seconds),
                               "host_qemu_img_bench": run_bench.qemu_bench(uri, pattern, seconds)}
                     for pattern in run_bench.FIO_PATTERNS}

@@ -151,8 +151,7 @@ def knobs(quick):
                 device = run_bench.provider("attach", {"VOL_NAME": name, **env}, volume=VIRT3)[2].split("\n")[0]
                 applied[variant] = _applied(device)
                 if not os.path.exists(fuse_file):
-                    subprocess.run(["dd", "if=/dev/zero", f"of={fuse_file}", "bs=1M", f"count={size_mib}",
-                                    "status=none"], check=True, timeout=COMMAND_TIMEOUT)
+                    run_bench.zero_file(fuse_file, size_mib)
                 # Who goes first alternates: the first I/O after a mount looks up the shards.
                 targets = [("fuse", fuse_file), ("loop", device)][::1 if round_ % 2 == 0 else -1]
                 for pattern in run_bench.FIO_PATTERNS:

@@ -379,6 +379,12 @@ FIO_PATTERNS = {
 }
 
 
+def zero_file(path, size_mib):
+    """A file of size_mib MiB of written zeros (allocated, unlike a sparse one): fio's other target."""
+    subprocess.run(["dd", "if=/dev/zero", f"of={path}", "bs=1M", f"count={size_mib}", "status=none"],
+                   check=True, timeout=300)
+
+
 def fio(target, pattern, size_mib, seconds):
     out = subprocess.run(["fio", "--name=bench", f"--filename={target}", "--direct=1",
                           "--ioengine=libaio", f"--size={size_mib}M", f"--runtime={seconds}",
@@ -417,8 +423,7 @@ def data_path(size_mib, seconds, rounds, volume=GV0):
     device, uri = lines[0], lines[1][len("kvm:"):]
     fuse_file = image(name + ".fuse", volume)
     for path in (local, fuse_file):
-        subprocess.run(["dd", "if=/dev/zero", f"of={path}", "bs=1M", f"count={size_mib}",
-                        "status=none"], check=True)
+        zero_file(path, size_mib)
     try:
         for pattern in FIO_PATTERNS:
             fuse, loop = [], []
