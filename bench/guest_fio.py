@@ -49,7 +49,9 @@ def job_file(size_mib, seconds):
 
 
 def in_guest_fio(kernel, initrd, drive, size_mib, seconds):
-    """MiB/s per pattern of fio in a guest booted with `drive` as its disk."""
+    """{pattern: (MiB/s, the guest's CPU busy, %)} of fio in a guest booted
+    with `drive` as its disk; the CPU share is fio's own usr + sys figure,
+    as the guest's clock sees it."""
     job = base64.b64encode(job_file(size_mib, seconds).encode()).decode()
     with tempfile.NamedTemporaryFile(prefix="bench-guest-", suffix=".serial") as log:
         qemu = subprocess.Popen(
@@ -71,7 +73,8 @@ def in_guest_fio(kernel, initrd, drive, size_mib, seconds):
     if not found or found.group(2) != "0":
         raise RuntimeError(f"no fio result from the guest on {drive}: {stderr.strip()[-500:]}\n{text[-2000:]}")
     jobs = {job["jobname"]: job for job in json.loads(found.group(1))["jobs"]}
-    return {pattern: jobs[pattern]["write" if "write" in pattern else "read"]["bw_bytes"] / run_bench.MIB
+    return {pattern: (jobs[pattern]["write" if "write" in pattern else "read"]["bw_bytes"] / run_bench.MIB,
+                      jobs[pattern]["usr_cpu"] + jobs[pattern]["sys_cpu"])
             for pattern in run_bench.FIO_PATTERNS}
 
 
@@ -94,8 +97,8 @@ def in_guest(quick):
             paths = {"kernelspace": f"file={device},if=virtio,format=raw,cache=none,aio=native",
                      "userspace": f"file={uri},if=virtio,format=raw,cache=none"}
             for access, drive in paths.items():
-                for pattern, mib_s in in_guest_fio(kernel, initrd, drive, size_mib, seconds).items():
-                    rows[pattern][access] = mib_s
+                for pattern, (mib_s, cpu) in in_guest_fio(kernel, initrd, drive, size_mib, seconds).items():
+                    rows[pattern][access], rows[pattern][access + "_guest_cpu_percent"] = mib_s, cpu
         finally:
             if os.path.exists(fuse_file):
                 os.unlink(fuse_file)
@@ -124,19 +127,25 @@ def report_lines(results):
              "qemu-img bench on the disk's gluster:// URI." +
              (" Under TCG the guest's CPU is emulated: its figures are those of an emulated CPU, not of "
               "the storage." if g["accel"] == "tcg" else ""), "",
-             "| pattern | host FUSE file | guest kernelspace | ratio | host qemu-img bench | guest userspace | "
-             "ratio |", "|---|---|---|---|---|---|---|"]
+             "The guest's CPU is fio's own usr + sys share in the guest: near 100% the guest's one "
+             "vCPU, not the storage, sets the pace.", "",
+             "| pattern | host FUSE file | guest kernelspace | ratio | guest CPU | host qemu-img bench | "
+             "guest userspace | ratio | guest CPU |", "|---|---|---|---|---|---|---|---|---|"]
     for pattern, row in g["patterns"].items():
-        qemu = row["host_qemu_img_bench"]
-        lines.append(f"| {pattern} | {row['host_fuse_file']:.0f} | {row['kernelspace']:.0f} | "
-                     f"{row['kernelspace'] / row['host_fuse_file']:.2f}x | {qemu:.0f} | {row['userspace']:.0f} | "
-                     f"{row['userspace'] / qemu:.2f}x |" if qemu else
-                     f"| {pattern} | {row['host_fuse_file']:.0f} | {row['kernelspace']:.0f} | "
-                     f"{row['kernelspace'] / row['host_fuse_file']:.2f}x | - | {row['userspace']:.0f} | - |")
+        fuse, qemu = row["host_fuse_file"], row["host_qemu_img_bench"]
+        cells = [pattern, f"{fuse:.0f}", f"{row['kernelspace']:.0f}", f"{row['kernelspace'] / fuse:.2f}x",
+                 _cpu(row, "kernelspace"), f"{qemu:.0f}" if qemu else "-", f"{row['userspace']:.0f}",
+                 f"{row['userspace'] / qemu:.2f}x" if qemu else "-", _cpu(row, "userspace")]
+        lines.append("| " + " | ".join(cells) + " |")
     met = sum(1 for t in g["targets"] if t[4])
     lines += ["", f"Targets (kernelspace >= 0.9x the host's FUSE file, userspace >= 0.9x qemu-img bench, each "
                   f"pattern): {met} of {len(g['targets'])} met.", "", "![in guest](in_guest.png)", ""]
     return lines
+
+
+def _cpu(row, access):
+    cpu = row.get(access + "_guest_cpu_percent")  # not in results from before it was measured
+    return f"{cpu:.0f}%" if cpu is not None else "-"
 
 
 def plots(results, out, plt):

@@ -9,7 +9,9 @@ its servers, as a production node does.
 
 replica3: run_bench's data path (brick fs file, FUSE file with O_DIRECT, the
 loop device of the provider's attach, QEMU's gluster driver) and its snapshot
-of a large sparse disk, on virt3, with the targets in TARGETS.
+of a large sparse disk, on virt3, with the targets in TARGETS; and a profile
+of sequential writes (write_profile): what the bricks receive, and the CPU
+time it costs, through FUSE and through QEMU's driver.
 
 replica3_knobs (on request: --only replica3_knobs): each tuning of the kernel
 path in KNOBS, a node setting of the provider, alone and together, as a ratio
@@ -18,9 +20,11 @@ to the defaults measured in the same run, the variants taking turns.
 
 import contextlib
 import os
+import resource
 import shutil
 import statistics
 import subprocess
+import xml.etree.ElementTree as ElementTree
 
 import run_bench  # which imports this module only once it is whole, when a section needs it
 
@@ -120,7 +124,9 @@ def replica3(quick):
     with hosts():
         data = run_bench.data_path(64 if quick else 512, 1 if quick else 5, 1 if quick else 3, VIRT3)
         snapshot = run_bench.snapshot_large(1 if quick else 10, 64 if quick else 1024, 1 if quick else 3, VIRT3)
-    return {"data_path": data, "snapshot_large": snapshot, "targets": targets(data, snapshot)}
+        profile = write_profile(64 if quick else 512, 1 if quick else 5)
+    return {"data_path": data, "snapshot_large": snapshot, "targets": targets(data, snapshot),
+            "write_profile": profile}
 
 
 def targets(data, snapshot):
@@ -133,6 +139,92 @@ def targets(data, snapshot):
     ratio = snapshot["ratio_vs_synced"]
     found.append(["snapshot <= 1.0x cp --sparse=always + sync", ratio, 1.0, ratio <= 1.0])
     return found
+
+
+# -- replica3: where a sequential write's time goes --------------------------------------------
+
+def _cli(*args):
+    return subprocess.run(["/usr/bin/python3", HOSTS, "cli", "1", *args], env={**os.environ, **HOSTS_ENV},
+                          capture_output=True, text=True, check=True, timeout=COMMAND_TIMEOUT).stdout
+
+
+def _cpu_seconds(match):
+    """CPU time (user + system) of the processes whose argv match."""
+    ticks = 0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            argv = open(f"/proc/{pid}/cmdline", "rb").read().decode().split("\0")
+            fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if match(argv):
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _bricks(argv):
+    return argv[0].endswith("glusterfsd") and any(a.startswith(HOSTS_DIR + "/") for a in argv)
+
+
+def _fuse_client(argv):
+    return argv[0].endswith("glusterfs") and os.path.join(MOUNT_BASE, "virt3") in argv
+
+
+def _brick_writes(xml):
+    """From `volume profile info --xml`, the first brick's cumulative stats:
+    {write size in bytes: count}, its WRITE calls' mean latency in ns, and
+    the bytes it wrote."""
+    stats = ElementTree.fromstring(xml).find(".//brick/cumulativeStats")
+    sizes = {int(b.findtext("size")): int(b.findtext("writes")) for b in stats.iter("block")
+             if int(b.findtext("writes") or 0)}
+    latency = next((float(f.findtext("avgLatency")) for f in stats.iter("fop") if f.findtext("name") == "WRITE"), 0)
+    return sizes, latency, int(stats.findtext("totalWrite") or 0)
+
+
+def write_profile(size_mib, seconds):
+    """Sequential writes through the kernel path and through QEMU's
+    gluster driver, with GlusterFS's own io-stats on (volume profile): the
+    write sizes a brick receives, their mean latency at the brick, and the
+    CPU time of the client (the glusterfs FUSE process; for QEMU, qemu-img,
+    libgfapi in it) and of the three bricks per GiB written. 128 KiB writes
+    at depth 8 through QEMU are what the FUSE client turns a 1 MiB write
+    into (its max_write)."""
+    name = run_bench.new_name()
+    run_bench.provider("create", {"VOL_NAME": name, "VOL_SIZE": str(size_mib), "EXTP_PREALLOCATION": "full"},
+                       volume=VIRT3)
+    lines = run_bench.provider("attach", {"VOL_NAME": name}, volume=VIRT3)[2].split("\n")
+    device, uri = lines[0], lines[1][len("kvm:"):]
+    fuse_file = run_bench.image(name + ".fuse", VIRT3)
+    run_bench.zero_file(fuse_file, size_mib)
+    contenders = [
+        ("FUSE file, 1 MiB, depth 1", _fuse_client, lambda: run_bench.fio(fuse_file, "seq_write_1m", size_mib, seconds)),
+        ("loop device, 1 MiB, depth 1", _fuse_client, lambda: run_bench.fio(device, "seq_write_1m", size_mib, seconds)),
+        ("QEMU gluster://, 1 MiB, depth 1", None, lambda: run_bench.qemu_bench(uri, "seq_write_1m", seconds)),
+        ("QEMU gluster://, 128 KiB, depth 8", None,
+         lambda: run_bench.qemu_bench(uri, "seq_write_1m", seconds, block=128 * 1024, depth=8)),
+    ]
+    rows = {}
+    _cli("volume", "profile", "virt3", "start")
+    try:
+        for what, client, measure in contenders:
+            _cli("volume", "profile", "virt3", "info", "clear")
+            cpu = (_cpu_seconds(client) if client else 0, _cpu_seconds(_bricks),
+                   resource.getrusage(resource.RUSAGE_CHILDREN))
+            mib_s = measure()
+            children = resource.getrusage(resource.RUSAGE_CHILDREN)
+            sizes, latency, written = _brick_writes(_cli("volume", "profile", "virt3", "info", "--xml"))
+            gib = written / 2 ** 30 or 1
+            client_s = (_cpu_seconds(client) - cpu[0] if client else  # qemu-img: the children's time
+                        children.ru_utime + children.ru_stime - cpu[2].ru_utime - cpu[2].ru_stime)
+            rows[what] = {"mib_s": mib_s, "brick_writes": {str(k): v for k, v in sorted(sizes.items())},
+                          "brick_write_latency_ns": latency, "brick_gib": written / 2 ** 30,
+                          "client_cpu_s_per_gib": client_s / gib,
+                          "bricks_cpu_s_per_gib": (_cpu_seconds(_bricks) - cpu[1]) / gib}
+    finally:
+        _cli("volume", "profile", "virt3", "stop")
+        os.unlink(fuse_file)
+        run_bench.cleanup([name], VIRT3)
+    return rows
 
 
 # -- replica3_knobs ---------------------------------------------------------------------------
@@ -228,6 +320,26 @@ def report_lines(results):
             lines.append(f"| {what} | {f'{ratio:.2f}x' if ratio is not None else '-'} | "
                          f"{'**yes**' if met else 'no'} |")
         lines += ["", "![replica 3](replica3.png)", ""]
+        profile = r3.get("write_profile")
+        if profile:
+            lines += ["Where a sequential write's time goes: GlusterFS's own io-stats (`volume profile`) on "
+                      "the first brick, and CPU time per GiB written of the client (the glusterfs FUSE "
+                      "process; for QEMU, qemu-img with libgfapi in it) and of the three bricks; from these "
+                      "and the speed, the CPUs the client and the bricks kept busy, of this machine's "
+                      f"{os.cpu_count()}. 128 KiB writes at depth 8 through QEMU "
+                      "are what the FUSE client makes of one 1 MiB write: glusterfs's FUSE bridge offers "
+                      "the kernel a max_write of 128 KiB, fixed in its code (no mount option).", "",
+                      "| writer | MiB/s | writes at the brick, by size | brick WRITE mean latency | "
+                      "client CPU s/GiB | bricks' CPU s/GiB | CPUs busy (client + bricks) |", "|---|---|---|---|---|---|---|"]
+            for what, v in profile.items():
+                total = sum(v["brick_writes"].values()) or 1
+                sizes = ", ".join(f"{_size(int(k))} {100 * n / total:.0f}%" for k, n in v["brick_writes"].items()
+                                  if n / total >= 0.01)
+                speed = v["mib_s"] or 0  # 0: qemu-img bench failed
+                lines.append(f"| {what} | {speed:.0f} | {sizes} | {v['brick_write_latency_ns'] / 1e6:.2f} ms | "
+                             f"{v['client_cpu_s_per_gib']:.2f} | {v['bricks_cpu_s_per_gib']:.2f} | "
+                             f"{(v['client_cpu_s_per_gib'] + v['bricks_cpu_s_per_gib']) * speed / 1024:.2f} |")
+            lines.append("")
     k = results.get("replica3_knobs")
     if k:
         patterns = list(run_bench.FIO_PATTERNS)
@@ -249,6 +361,10 @@ def report_lines(results):
             f"{p} {defaults[p]['loop_mib_s']:.0f} / {defaults[p]['fuse_mib_s']:.0f}" for p in patterns) + ".",
                   "", "![knobs](replica3_knobs.png)", ""]
     return lines
+
+
+def _size(n):
+    return f"{n // 2 ** 20} MiB" if n >= 2 ** 20 else f"{n // 1024} KiB" if n >= 1024 else f"{n} B"
 
 
 def plots(results, out, plt):

@@ -395,18 +395,31 @@ def fio(target, pattern, size_mib, seconds):
     return side["bw_bytes"] / MIB
 
 
-def qemu_bench(uri, pattern, seconds):
-    """MiB/s from qemu-img bench on the gluster:// URI (QEMU's userspace driver)."""
+def qemu_bench(uri, pattern, seconds, block=None, depth=None):
+    """MiB/s from qemu-img bench on the gluster:// URI (QEMU's userspace
+    driver); block (bytes) and depth, when given, instead of the pattern's.
+    qemu-img bench runs a count of requests, not a time: a short run finds
+    the rate, and the measured one is `seconds` of requests at that rate."""
     args = FIO_PATTERNS[pattern]
-    size = 1 * MIB if "1M" in args[1] else 4096
-    depth = int(args[2].split("=")[1])
-    count = max(64, int(seconds * (300 * MIB if size == MIB else 20000 * depth ** 0.5) / max(size, 4096) / 4))
+    size = block or (1 * MIB if "1M" in args[1] else 4096)
+    depth = depth or int(args[2].split("=")[1])
     write = ["-w"] if "write" in pattern else []
-    out = subprocess.run(["qemu-img", "bench", "-f", "raw", "-t", "none", "-n", *write, "-c", str(count),
-                          "-d", str(depth), "-s", str(size), *([] if "rand" not in pattern else ["-S", str(size * 7)]),
-                          uri], capture_output=True, text=True, timeout=600).stdout
-    match = re.search(r"Run completed in ([0-9.]+) seconds", out)
-    return (count * size / MIB) / float(match.group(1)) if match else None
+    step = ["-S", str(size * 7)] if "rand" in pattern else []  # a stride, qemu-img bench has no random offsets
+
+    def run(count):
+        out = subprocess.run(["qemu-img", "bench", "-f", "raw", "-t", "none", "-n", *write, "-c", str(count),
+                              "-d", str(depth), "-s", str(size), *step, uri],
+                             capture_output=True, text=True, timeout=600).stdout
+        match = re.search(r"Run completed in ([0-9.]+) seconds", out)
+        return float(match.group(1)) if match else None
+
+    probe = max(64, 4 * depth)
+    taken = run(probe)
+    if not taken:
+        return None
+    count = min(max(probe, int(seconds * probe / taken)), 1_000_000)
+    taken = run(count)
+    return (count * size / MIB) / taken if taken else None
 
 
 def data_path(size_mib, seconds, rounds, volume=GV0):
