@@ -20,6 +20,8 @@ import os
 import re
 import subprocess
 import tempfile
+import threading
+import time
 
 import replica3
 import run_bench
@@ -48,9 +50,41 @@ def job_file(size_mib, seconds):
     return "\n".join(lines) + "\n"
 
 
+class HostCpu(threading.Thread):
+    """Samples, twice a second while QEMU runs, its CPU time and the
+    machine's busy time; window(seconds) gives both as cores in use over the
+    last `seconds` before QEMU ended: the guest's fio, which ends the run."""
+
+    def __init__(self, pid):
+        super().__init__(daemon=True)
+        self.pid, self.samples = pid, []
+
+    def run(self):
+        while True:
+            try:
+                fields = open(f"/proc/{self.pid}/stat").read().rsplit(")", 1)[1].split()
+            except OSError:
+                return
+            if fields[0] == "Z":
+                return
+            machine = [int(f) for f in open("/proc/stat").readline().split()[1:8]]
+            self.samples.append((time.monotonic(), (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"),
+                                 sum(machine) - machine[3] - machine[4], sum(machine)))
+            time.sleep(0.5)
+
+    def window(self, seconds):
+        inside = [s for s in self.samples if s[0] >= self.samples[-1][0] - seconds] if self.samples else []
+        if len(inside) < 2 or inside[-1][0] - inside[0][0] < seconds / 2:
+            return None
+        (t0, cpu0, busy0, all0), (t1, cpu1, busy1, all1) = inside[0], inside[-1]
+        return {"qemu_cores": (cpu1 - cpu0) / (t1 - t0),
+                "machine_busy_cores": os.cpu_count() * (busy1 - busy0) / (all1 - all0)}
+
+
 def in_guest_fio(kernel, initrd, drive, size_mib, seconds):
     """{pattern: (MiB/s, the guest's CPU busy, %)} of fio in a guest booted
-    with `drive` as its disk; the CPU share is fio's own usr + sys figure,
+    with `drive` as its disk, and the host's CPU over the guest's fio
+    (HostCpu.window). The guest's CPU share is fio's own usr + sys figure,
     as the guest's clock sees it."""
     job = base64.b64encode(job_file(size_mib, seconds).encode()).decode()
     with tempfile.NamedTemporaryFile(prefix="bench-guest-", suffix=".serial") as log:
@@ -60,6 +94,8 @@ def in_guest_fio(kernel, initrd, drive, size_mib, seconds):
              "-append", f"console=ttyS0 panic=-1 rootfstype=ramfs gg.run=fio gg.fio={job}",
              "-serial", f"file:{log.name}", "-drive", drive],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        host_cpu = HostCpu(qemu.pid)
+        host_cpu.start()
         try:  # the guest powers off after its job
             stderr = qemu.communicate(timeout=BOOT_TIMEOUT_S + len(run_bench.FIO_PATTERNS) * (seconds + 10))[1]
         except subprocess.TimeoutExpired:
@@ -73,9 +109,10 @@ def in_guest_fio(kernel, initrd, drive, size_mib, seconds):
     if not found or found.group(2) != "0":
         raise RuntimeError(f"no fio result from the guest on {drive}: {stderr.strip()[-500:]}\n{text[-2000:]}")
     jobs = {job["jobname"]: job for job in json.loads(found.group(1))["jobs"]}
+    host_cpu.join(5)
     return {pattern: (jobs[pattern]["write" if "write" in pattern else "read"]["bw_bytes"] / run_bench.MIB,
                       jobs[pattern]["usr_cpu"] + jobs[pattern]["sys_cpu"])
-            for pattern in run_bench.FIO_PATTERNS}
+            for pattern in run_bench.FIO_PATTERNS}, host_cpu.window(len(run_bench.FIO_PATTERNS) * seconds)
 
 
 def in_guest(quick):
@@ -96,14 +133,17 @@ def in_guest(quick):
                     for pattern in run_bench.FIO_PATTERNS}
             paths = {"kernelspace": f"file={device},if=virtio,format=raw,cache=none,aio=native",
                      "userspace": f"file={uri},if=virtio,format=raw,cache=none"}
+            host_cpu = {}
             for access, drive in paths.items():
-                for pattern, (mib_s, cpu) in in_guest_fio(kernel, initrd, drive, size_mib, seconds).items():
+                found, host_cpu[access] = in_guest_fio(kernel, initrd, drive, size_mib, seconds)
+                for pattern, (mib_s, cpu) in found.items():
                     rows[pattern][access], rows[pattern][access + "_guest_cpu_percent"] = mib_s, cpu
         finally:
             if os.path.exists(fuse_file):
                 os.unlink(fuse_file)
             run_bench.cleanup([name], volume)
-    return {"accel": ACCEL, "size_mib": size_mib, "seconds": seconds, "patterns": rows, "targets": targets(rows)}
+    return {"accel": ACCEL, "size_mib": size_mib, "seconds": seconds, "patterns": rows, "targets": targets(rows),
+            "host_cpu": host_cpu}
 
 
 def targets(rows):
@@ -138,6 +178,11 @@ def report_lines(results):
                  f"{row['userspace'] / qemu:.2f}x" if qemu else "-", _cpu(row, "userspace")]
         lines.append("| " + " | ".join(cells) + " |")
     met = sum(1 for t in g["targets"] if t[4])
+    for access, cpu in g.get("host_cpu", {}).items():
+        if cpu:
+            lines += ["", f"The host while the guest's fio ran ({access}): QEMU used {cpu['qemu_cores']:.2f} "
+                          f"cores, the machine {cpu['machine_busy_cores']:.2f} of its {os.cpu_count()} "
+                          "(QEMU, the glusterfs client and the three bricks share them)."]
     lines += ["", f"Targets (kernelspace >= 0.9x the host's FUSE file, userspace >= 0.9x qemu-img bench, each "
                   f"pattern): {met} of {len(g['targets'])} met.", "", "![in guest](in_guest.png)", ""]
     return lines

@@ -57,7 +57,7 @@ CANDIDATES = {
     "fuse_reader_threads=2": {"GLUSTER_FUSE_READER_THREADS": "2"},
     "client_event_threads=2": {"GLUSTER_CLIENT_EVENT_THREADS": "2"},
     "client_io_threads=4": {"GLUSTER_CLIENT_IO_THREADS": "4"},
-    "loop scheduler=mq-deadline": {"GLUSTER_LOOP_QUEUE": "scheduler=mq-deadline"},
+    "loop scheduler=none": {"GLUSTER_LOOP_QUEUE": "scheduler=none"},  # the kernel gives loop mq-deadline
 }
 # Measured, but no default: a 4096-byte sector changes the disk's geometry
 # (a guest's partition table is in 512-byte sectors), and longer FUSE
@@ -67,7 +67,9 @@ OTHERS = {
     "fuse timeouts 10 s": {"GLUSTER_FUSE_ATTRIBUTE_TIMEOUT": "10", "GLUSTER_FUSE_ENTRY_TIMEOUT": "10",
                            "GLUSTER_FUSE_NEGATIVE_TIMEOUT": "10"},
 }
-KNOBS = {"defaults": {}, **CANDIDATES, **OTHERS,
+# "defaults again" is the defaults once more: how far a variant moves by
+# chance alone, on this machine, in this run.
+KNOBS = {"defaults": {}, "defaults again": {}, **CANDIDATES, **OTHERS,
          "candidates together": {k: v for env in CANDIDATES.values() for k, v in env.items()}}
 
 
@@ -348,7 +350,8 @@ def report_lines(results):
                   f"(mounted by that attach). The variants take turns, {k['rounds']} rounds of fio "
                   f"({k['size_mib']} MiB, {k['seconds']} s per run; medians), the FUSE file and the loop "
                   "device of the same mount one after the other. Figures are MiB/s over the defaults' in the "
-                  "same run.", ""]
+                  "same run; \"defaults again\" is the defaults measured once more, as another variant: "
+                  "how far chance alone moves a figure here.", ""]
         for target in ("loop", "fuse"):
             lines += [f"{'Loop device' if target == 'loop' else 'FUSE file (O_DIRECT)'}:", "",
                       "| variant | " + " | ".join(patterns) + " |", "|---|" + "---|" * len(patterns)]

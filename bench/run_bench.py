@@ -704,7 +704,8 @@ def previous_results(path):
     with open(path) as handle:
         results = json.load(handle)
     for section in ("scale", "concurrency"):
-        results[section] = {int(k) if k.isdigit() else k: v for k, v in results.get(section, {}).items()}
+        if section in results:
+            results[section] = {int(k) if k.isdigit() else k: v for k, v in results[section].items()}
     return results
 
 

@@ -487,6 +487,54 @@ def test_sparse_copy_skips_written_zeros_and_keeps_an_unaligned_tail(tmp_path):
     assert os.stat(tmp_path / "dst").st_blocks * 512 < 4 << 20
 
 
+def _copy_recording_direct_writes(monkeypatch, directory, data):
+    """sparse_copy.copy of `data` in `directory`: the copy, and (length,
+    O_DIRECT set) of every write."""
+    import fcntl
+    from ganeti_gluster import sparse_copy
+    writes, pwrite = [], os.pwrite
+
+    def recording(fd, buffer, offset):
+        writes.append((len(buffer), bool(fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT)))
+        return pwrite(fd, buffer, offset)
+
+    monkeypatch.setattr(sparse_copy.os, "pwrite", recording)
+    source, target = os.path.join(directory, "src"), os.path.join(directory, "dst")
+    with open(source, "wb") as handle:
+        handle.write(data)
+    src, dst = os.open(source, os.O_RDONLY), os.open(target, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        sparse_copy.copy(src, dst, len(data))
+        assert not fcntl.fcntl(dst, fcntl.F_GETFL) & os.O_DIRECT  # the fd is as it was given
+    finally:
+        os.close(src)
+        os.close(dst)
+    with open(target, "rb") as handle:
+        return handle.read(), writes
+
+
+def test_sparse_copy_writes_with_o_direct_where_it_can_and_the_odd_tail_buffered(tmp_path, monkeypatch):
+    data = os.urandom(5 << 20) + os.urandom(777)
+    copied, writes = _copy_recording_direct_writes(monkeypatch, str(tmp_path), data)
+    assert copied == data
+    assert writes == [(4 << 20, True), (1 << 20, True), (777, False)]
+
+
+def test_sparse_copy_where_o_direct_is_refused(tmp_path, monkeypatch):
+    import fcntl
+    real = fcntl.fcntl
+
+    def refusing(fd, command, arg=0):
+        if command == fcntl.F_SETFL and arg & os.O_DIRECT:
+            raise OSError(22, "Invalid argument")  # as a file system without direct I/O answers
+        return real(fd, command, arg)
+
+    monkeypatch.setattr(fcntl, "fcntl", refusing)
+    data = os.urandom(3 << 20)
+    copied, writes = _copy_recording_direct_writes(monkeypatch, str(tmp_path), data)
+    assert copied == data and writes == [(1 << 20, False)] * 3
+
+
 def test_open_records_set_list_forget(tmp_path):
     path = str(tmp_path / "disk0")
     images.create(path, 1 << 20, "sparse")
