@@ -60,16 +60,9 @@ class HostCpu(threading.Thread):
         self.pid, self.samples = pid, []
 
     def run(self):
-        while True:
-            try:
-                fields = open(f"/proc/{self.pid}/stat").read().rsplit(")", 1)[1].split()
-            except OSError:
-                return
-            if fields[0] == "Z":
-                return
+        while (cpu := replica3.cpu_seconds(self.pid)) is not None:
             machine = [int(f) for f in open("/proc/stat").readline().split()[1:8]]
-            self.samples.append((time.monotonic(), (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"),
-                                 sum(machine) - machine[3] - machine[4], sum(machine)))
+            self.samples.append((time.monotonic(), cpu, sum(machine) - machine[3] - machine[4], sum(machine)))
             time.sleep(0.5)
 
     def window(self, seconds):

@@ -150,18 +150,28 @@ def _cli(*args):
                           capture_output=True, text=True, check=True, timeout=COMMAND_TIMEOUT).stdout
 
 
-def _cpu_seconds(match):
-    """CPU time (user + system) of the processes whose argv match."""
-    ticks = 0
+def processes():
+    """(pid, argv) of every process."""
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
-            argv = open(f"/proc/{pid}/cmdline", "rb").read().decode().split("\0")
-            fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+            yield int(pid), open(f"/proc/{pid}/cmdline", "rb").read().decode().split("\0")
         except OSError:
             continue
-        if match(argv):
-            ticks += int(fields[11]) + int(fields[12])  # utime, stime
-    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid):
+    """The process's CPU time so far (user + system); None once it is gone
+    or a zombie."""
+    try:
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return None if fields[0] == "Z" else (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(match):
+    """CPU time (user + system) of the processes whose argv match."""
+    return sum(cpu_seconds(pid) or 0 for pid, argv in processes() if match(argv))
 
 
 def _bricks(argv):
@@ -274,14 +284,9 @@ def knobs(quick):
 def _applied(device):
     """What the variant really got: the glusterfs client's tuning options
     and the loop device's queue, as the kernel shows them."""
-    point = os.path.join(MOUNT_BASE, "virt3")
     client = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            argv = open(f"/proc/{pid}/cmdline", "rb").read().decode().split("\0")
-        except OSError:
-            continue
-        if argv[0].endswith("glusterfs") and point in argv:
+    for _, argv in processes():
+        if _fuse_client(argv):
             client = [a for a in argv if a.startswith(("--reader", "--attribute", "--entry", "--negative",
                                                        "--xlator-option"))]
     queue = f"/sys/block/{os.path.basename(device)}/queue"
