@@ -7,7 +7,11 @@ figures for the same disk in the same run:
                (cache=none, aio=native: what Ganeti's KVM gives it), against
                fio on the host on a FUSE file of the same mount;
   userspace:   the gluster:// URI of attach's second line, QEMU's gluster
-               driver, against qemu-img bench on the same URI.
+               driver, against qemu-img bench on the same URI;
+  null disk:   QEMU's null-co driver, whose requests complete at once: what
+               the guest and QEMU's virtio disk cost without any storage.
+               (null-co's latency-ns cannot stand in for the storage here:
+               QEMU's timers on this machine fire in steps of about 1 ms.)
 
 QEMU's accelerator is GUEST_ACCEL (default kvm). On a machine whose /dev/kvm
 cannot run a stock kernel (a nested PVM one) bench/run sets tcg: the guest's
@@ -51,18 +55,21 @@ def job_file(size_mib, seconds):
 
 
 class HostCpu(threading.Thread):
-    """Samples, twice a second while QEMU runs, its CPU time and the
-    machine's busy time; window(seconds) gives both as cores in use over the
-    last `seconds` before QEMU ended: the guest's fio, which ends the run."""
+    """Samples, twice a second while QEMU runs and until the guest's serial
+    log shows fio's end, QEMU's CPU time and the machine's busy time;
+    window(seconds) gives both as cores in use over the last `seconds`: the
+    guest's fio (QEMU's exit, libgfapi's disconnect, is not in it)."""
 
-    def __init__(self, pid):
+    def __init__(self, pid, serial_log):
         super().__init__(daemon=True)
-        self.pid, self.samples = pid, []
+        self.pid, self.serial_log, self.samples = pid, serial_log, []
 
     def run(self):
         while (cpu := replica3.cpu_seconds(self.pid)) is not None:
-            machine = [int(f) for f in open("/proc/stat").readline().split()[1:8]]
-            self.samples.append((time.monotonic(), cpu, sum(machine) - machine[3] - machine[4], sum(machine)))
+            self.samples.append((time.monotonic(), cpu, *replica3.machine_busy()))
+            with open(self.serial_log, "rb") as log:
+                if b"GG FIO END" in log.read():
+                    return
             time.sleep(0.5)
 
     def window(self, seconds):
@@ -87,7 +94,7 @@ def in_guest_fio(kernel, initrd, drive, size_mib, seconds):
              "-append", f"console=ttyS0 panic=-1 rootfstype=ramfs gg.run=fio gg.fio={job}",
              "-serial", f"file:{log.name}", "-drive", drive],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        host_cpu = HostCpu(qemu.pid)
+        host_cpu = HostCpu(qemu.pid, log.name)
         host_cpu.start()
         try:  # the guest powers off after its job
             stderr = qemu.communicate(timeout=BOOT_TIMEOUT_S + len(run_bench.FIO_PATTERNS) * (seconds + 10))[1]
@@ -125,7 +132,10 @@ def in_guest(quick):
                               "host_qemu_img_bench": run_bench.qemu_bench(uri, pattern, seconds)}
                     for pattern in run_bench.FIO_PATTERNS}
             paths = {"kernelspace": f"file={device},if=virtio,format=raw,cache=none,aio=native",
-                     "userspace": f"file={uri},if=virtio,format=raw,cache=none"}
+                     "userspace": f"file={uri},if=virtio,format=raw,cache=none",
+                     # no storage at all: what the guest and QEMU's virtio path cost alone
+                     "null_disk": f"if=virtio,driver=null-co,size={size_mib * run_bench.MIB},read-zeroes=on,"
+                                  "cache.direct=on"}
             host_cpu = {}
             for access, drive in paths.items():
                 found, host_cpu[access] = in_guest_fio(kernel, initrd, drive, size_mib, seconds)
@@ -173,12 +183,52 @@ def report_lines(results):
     met = sum(1 for t in g["targets"] if t[4])
     for access, cpu in g.get("host_cpu", {}).items():
         if cpu:
-            lines += ["", f"The host while the guest's fio ran ({access}): QEMU used {cpu['qemu_cores']:.2f} "
+            lines += ["", f"The host while the guest's fio ran ({access.replace('_', ' ')}): QEMU used "
+                          f"{cpu['qemu_cores']:.2f} "
                           f"cores, the machine {cpu['machine_busy_cores']:.2f} of its {os.cpu_count()} "
                           "(QEMU, the glusterfs client and the three bricks share them)."]
+    if all("null_disk" in row for row in g["patterns"].values()):
+        lines += ["", "The guest's own cost: the same guest's fio on QEMU's null-co disk, whose requests complete "
+                      "at once. At depth 1 each request waits for the one before, so its time in the guest is "
+                      "at least the host's time for it plus this cost; the columns on the right are times per "
+                      "request, measured and summed so. What the guest's time has beyond the sum comes with "
+                      "waiting for a real disk (the emulated vCPU idles until the disk's interrupt, on CPUs "
+                      "the storage shares), which the null disk never makes it do; these runs do not split "
+                      "it further.", "",
+                  "| pattern | guest, null disk MiB/s | guest CPU | null disk | host FUSE file | + null disk | "
+                  "guest kernelspace | host qemu-img bench | + null disk | guest userspace |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        for pattern, row in g["patterns"].items():
+            cells = [pattern, f"{row['null_disk']:.0f}", _cpu(row, "null_disk")]
+            if pattern in DEPTH_ONE:
+                each = {key: _per_request_us(pattern, row.get(key)) for key in (
+                    "null_disk", "host_fuse_file", "kernelspace", "host_qemu_img_bench", "userspace")}
+                cells += [_us(each["null_disk"]), _us(each["host_fuse_file"]),
+                          _us(_sum(each["host_fuse_file"], each["null_disk"])), _us(each["kernelspace"]),
+                          _us(each["host_qemu_img_bench"]), _us(_sum(each["host_qemu_img_bench"], each["null_disk"])),
+                          _us(each["userspace"])]
+            else:
+                cells += ["-"] * 7
+            lines.append("| " + " | ".join(cells) + " |")
     lines += ["", f"Targets (kernelspace >= 0.9x the host's FUSE file, userspace >= 0.9x qemu-img bench, each "
                   f"pattern): {met} of {len(g['targets'])} met.", "", "![in guest](in_guest.png)", ""]
     return lines
+
+
+DEPTH_ONE = [pattern for pattern, args in run_bench.FIO_PATTERNS.items() if "--iodepth=1" in args]
+
+
+def _per_request_us(pattern, mib_s):
+    size = run_bench.MIB if "--bs=1M" in run_bench.FIO_PATTERNS[pattern] else 4096
+    return 1e6 * size / (mib_s * run_bench.MIB) if mib_s else None
+
+
+def _sum(*times):
+    return None if None in times else sum(times)
+
+
+def _us(value):
+    return f"{value:.0f} us" if value is not None else "-"
 
 
 def _cpu(row, access):
@@ -190,6 +240,9 @@ def plots(results, out, plt):
     g = results.get("in_guest")
     if not g:
         return
-    run_bench.pattern_bars(plt, g["patterns"], ("host_fuse_file", "kernelspace", "host_qemu_img_bench", "userspace"),
+    keys = ("host_fuse_file", "kernelspace", "host_qemu_img_bench", "userspace")
+    if all("null_disk" in row for row in g["patterns"].values()):
+        keys += ("null_disk",)
+    run_bench.pattern_bars(plt, g["patterns"], keys,
                            f"fio inside a guest on virt3 (QEMU -accel {g['accel']}) and on the host",
                            os.path.join(out, "in_guest.png"), log=True)

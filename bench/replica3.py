@@ -10,8 +10,8 @@ its servers, as a production node does.
 replica3: run_bench's data path (brick fs file, FUSE file with O_DIRECT, the
 loop device of the provider's attach, QEMU's gluster driver) and its snapshot
 of a large sparse disk, on virt3, with the targets in TARGETS; and a profile
-of sequential writes (write_profile): what the bricks receive, and the CPU
-time it costs, through FUSE and through QEMU's driver.
+(profile) of sequential writes and of 4 KiB requests: what the bricks
+receive, and the CPU time it costs, through FUSE and through QEMU's driver.
 
 replica3_knobs (on request: --only replica3_knobs): each tuning of the kernel
 path in KNOBS, a node setting of the provider, alone and together, as a ratio
@@ -126,9 +126,9 @@ def replica3(quick):
     with hosts():
         data = run_bench.data_path(64 if quick else 512, 1 if quick else 5, 1 if quick else 3, VIRT3)
         snapshot = run_bench.snapshot_large(1 if quick else 10, 64 if quick else 1024, 1 if quick else 3, VIRT3)
-        profile = write_profile(64 if quick else 512, 1 if quick else 5)
+        found = profile(64 if quick else 512, 1 if quick else 5)
     return {"data_path": data, "snapshot_large": snapshot, "targets": targets(data, snapshot),
-            "write_profile": profile}
+            "write_profile": found["writes"], "request_profile": found["requests"]}
 
 
 def targets(data, snapshot):
@@ -143,7 +143,7 @@ def targets(data, snapshot):
     return found
 
 
-# -- replica3: where a sequential write's time goes --------------------------------------------
+# -- replica3: where the time goes -------------------------------------------------------------
 
 def _cli(*args):
     return subprocess.run(["/usr/bin/python3", HOSTS, "cli", "1", *args], env={**os.environ, **HOSTS_ENV},
@@ -174,6 +174,19 @@ def _cpu_seconds(match):
     return sum(cpu_seconds(pid) or 0 for pid, argv in processes() if match(argv))
 
 
+def machine_busy():
+    """(busy, all) CPU time of the machine so far, /proc/stat's first line, in
+    seconds summed over its CPUs: busy is all but idle and iowait."""
+    ticks = [int(f) for f in open("/proc/stat").readline().split()[1:8]]
+    hz = os.sysconf("SC_CLK_TCK")
+    return (sum(ticks) - ticks[3] - ticks[4]) / hz, sum(ticks) / hz
+
+
+def _children_cpu_seconds():
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _bricks(argv):
     return argv[0].endswith("glusterfsd") and any(a.startswith(HOSTS_DIR + "/") for a in argv)
 
@@ -182,25 +195,78 @@ def _fuse_client(argv):
     return argv[0].endswith("glusterfs") and os.path.join(MOUNT_BASE, "virt3") in argv
 
 
-def _brick_writes(xml):
-    """From `volume profile info --xml`, the first brick's cumulative stats:
-    {write size in bytes: count}, its WRITE calls' mean latency in ns, and
-    the bytes it wrote."""
-    stats = ElementTree.fromstring(xml).find(".//brick/cumulativeStats")
-    sizes = {int(b.findtext("size")): int(b.findtext("writes")) for b in stats.iter("block")
-             if int(b.findtext("writes") or 0)}
-    latency = next((float(f.findtext("avgLatency")) for f in stats.iter("fop") if f.findtext("name") == "WRITE"), 0)
-    return sizes, latency, int(stats.findtext("totalWrite") or 0)
+def _brick_stats(xml):
+    """From `volume profile info --xml`, the bricks' cumulative stats: the
+    first brick's {write size in bytes: count} and bytes written (each
+    replica gets every write), the bytes all bricks read (a read goes to one
+    of them), and {fop: [calls, their summed latency in ns]} over all
+    bricks."""
+    bricks = ElementTree.fromstring(xml).findall(".//brick/cumulativeStats")
+    fops = {}
+    for stats in bricks:
+        for fop in stats.iter("fop"):
+            hits = int(fop.findtext("hits"))
+            calls, latency = fops.setdefault(fop.findtext("name"), [0, 0.0])
+            fops[fop.findtext("name")] = [calls + hits, latency + hits * float(fop.findtext("avgLatency"))]
+    return {"write_sizes": {int(b.findtext("size")): int(b.findtext("writes")) for b in bricks[0].iter("block")
+                            if int(b.findtext("writes") or 0)},
+            "written": int(bricks[0].findtext("totalWrite") or 0),
+            "read": sum(int(stats.findtext("totalRead") or 0) for stats in bricks), "fops": fops}
 
 
-def write_profile(size_mib, seconds):
-    """Sequential writes through the kernel path and through QEMU's
-    gluster driver, with GlusterFS's own io-stats on (volume profile): the
-    write sizes a brick receives, their mean latency at the brick, and the
-    CPU time of the client (the glusterfs FUSE process; for QEMU, qemu-img,
-    libgfapi in it) and of the three bricks per GiB written. 128 KiB writes
-    at depth 8 through QEMU are what the FUSE client turns a 1 MiB write
-    into (its max_write)."""
+def _profiled(client, measure):
+    """measure() with io-stats cleared before: its MiB/s, what the bricks saw
+    (_brick_stats) and the CPU seconds it took: the client's (the glusterfs
+    FUSE process matching `client`; None: the children, qemu-img with
+    libgfapi in it), the bricks', and the machine's busy time."""
+    def counters():
+        return (_cpu_seconds(client) if client else _children_cpu_seconds(), _cpu_seconds(_bricks),
+                machine_busy()[0])
+    _cli("volume", "profile", "virt3", "info", "clear")
+    before = counters()
+    mib_s = measure()
+    after = counters()
+    return {"mib_s": mib_s or 0,  # 0: qemu-img bench failed
+            **_brick_stats(_cli("volume", "profile", "virt3", "info", "--xml")),
+            **{key: a - b for key, a, b in zip(("client_cpu_s", "bricks_cpu_s", "busy_s"), after, before)}}
+
+
+def _less(whole, part):
+    """_profiled's figures of `whole` less those of `part`; whole's MiB/s."""
+    none = [0, 0.0]
+    return {"mib_s": whole["mib_s"],
+            **{key: whole[key] - part[key] for key in ("written", "read", "client_cpu_s", "bricks_cpu_s", "busy_s")},
+            "write_sizes": {size: n - part["write_sizes"].get(size, 0) for size, n in whole["write_sizes"].items()},
+            "fops": {fop: [calls - part["fops"].get(fop, none)[0], ns - part["fops"].get(fop, none)[1]]
+                     for fop, (calls, ns) in whole["fops"].items()}}
+
+
+def _qemu_profiled(uri, pattern, seconds, **shape):
+    """_profiled for qemu-img bench, without what libgfapi's connect and
+    disconnect cost (the FUSE paths paid theirs once, at the mount): a run
+    of `seconds` less a run of an eighth as many requests."""
+    count = run_bench.qemu_count(uri, pattern, seconds, **shape) or 8
+    part = _profiled(None, lambda: run_bench.qemu_run(uri, pattern, count // 8, **shape))
+    return _less(_profiled(None, lambda: run_bench.qemu_run(uri, pattern, count, **shape)), part)
+
+
+# The patterns of the request profile: 4 KiB, where a request's cost is per request.
+REQUEST_PATTERNS = ("rand_read_4k_qd1", "rand_write_4k_qd1", "rand_read_4k_qd32", "rand_write_4k_qd32")
+
+
+def profile(size_mib, seconds):
+    """Where the time goes on virt3, GlusterFS's own io-stats on (volume
+    profile) and the CPU time counted, through the FUSE file, the loop
+    device and QEMU's gluster driver.
+
+    writes: sequential 1 MiB writes: the write sizes the bricks receive,
+    their mean latency at the brick, and the CPU time of the client and the
+    three bricks per GiB written. 128 KiB writes at depth 8 through QEMU are
+    what the FUSE client turns a 1 MiB write into (its max_write).
+
+    requests: each 4 KiB pattern in REQUEST_PATTERNS: the calls the bricks
+    get per request, the brick's mean latency of a read or a write, and the
+    CPU time per request of the client, the bricks and the whole machine."""
     name = run_bench.new_name()
     run_bench.provider("create", {"VOL_NAME": name, "VOL_SIZE": str(size_mib), "EXTP_PREALLOCATION": "full"},
                        volume=VIRT3)
@@ -208,35 +274,46 @@ def write_profile(size_mib, seconds):
     device, uri = lines[0], lines[1][len("kvm:"):]
     fuse_file = run_bench.image(name + ".fuse", VIRT3)
     run_bench.zero_file(fuse_file, size_mib)
-    contenders = [
-        ("FUSE file, 1 MiB, depth 1", _fuse_client, lambda: run_bench.fio(fuse_file, "seq_write_1m", size_mib, seconds)),
-        ("loop device, 1 MiB, depth 1", _fuse_client, lambda: run_bench.fio(device, "seq_write_1m", size_mib, seconds)),
-        ("QEMU gluster://, 1 MiB, depth 1", None, lambda: run_bench.qemu_bench(uri, "seq_write_1m", seconds)),
-        ("QEMU gluster://, 128 KiB, depth 8", None,
-         lambda: run_bench.qemu_bench(uri, "seq_write_1m", seconds, block=128 * 1024, depth=8)),
-    ]
-    rows = {}
+    paths = {"FUSE file": lambda pattern: _profiled(_fuse_client, lambda: run_bench.fio(
+                 fuse_file, pattern, size_mib, seconds)),
+             "loop device": lambda pattern: _profiled(_fuse_client, lambda: run_bench.fio(
+                 device, pattern, size_mib, seconds)),
+             "QEMU gluster://": lambda pattern, **shape: _qemu_profiled(uri, pattern, seconds, **shape)}
+    writers = [(f"{path}, 1 MiB, depth 1", lambda measure=measure: measure("seq_write_1m"))
+               for path, measure in paths.items()] + \
+        [("QEMU gluster://, 128 KiB, depth 8", lambda: _qemu_profiled(uri, "seq_write_1m", seconds,
+                                                                      block=128 * 1024, depth=8))]
+    writes, requests = {}, {pattern: {} for pattern in REQUEST_PATTERNS}
     _cli("volume", "profile", "virt3", "start")
     try:
-        for what, client, measure in contenders:
-            _cli("volume", "profile", "virt3", "info", "clear")
-            cpu = (_cpu_seconds(client) if client else 0, _cpu_seconds(_bricks),
-                   resource.getrusage(resource.RUSAGE_CHILDREN))
-            mib_s = measure()
-            children = resource.getrusage(resource.RUSAGE_CHILDREN)
-            sizes, latency, written = _brick_writes(_cli("volume", "profile", "virt3", "info", "--xml"))
-            gib = written / 2 ** 30 or 1
-            client_s = (_cpu_seconds(client) - cpu[0] if client else  # qemu-img: the children's time
-                        children.ru_utime + children.ru_stime - cpu[2].ru_utime - cpu[2].ru_stime)
-            rows[what] = {"mib_s": mib_s, "brick_writes": {str(k): v for k, v in sorted(sizes.items())},
-                          "brick_write_latency_ns": latency, "brick_gib": written / 2 ** 30,
-                          "client_cpu_s_per_gib": client_s / gib,
-                          "bricks_cpu_s_per_gib": (_cpu_seconds(_bricks) - cpu[1]) / gib}
+        for what, measure in writers:
+            found = measure()
+            gib = found["written"] / 2 ** 30 or 1
+            calls, latency = found["fops"].get("WRITE", [0, 0])
+            writes[what] = {"mib_s": found["mib_s"], "brick_writes": {str(k): v for k, v in found["write_sizes"].items()},
+                            "brick_write_latency_ns": latency / (calls or 1), "brick_gib": found["written"] / 2 ** 30,
+                            "client_cpu_s_per_gib": found["client_cpu_s"] / gib,
+                            "bricks_cpu_s_per_gib": found["bricks_cpu_s"] / gib}
+        for pattern in REQUEST_PATTERNS:
+            fop = "WRITE" if "write" in pattern else "READ"
+            for path, measure in paths.items():
+                found = measure(pattern)
+                count = (found["written"] if fop == "WRITE" else found["read"]) / 4096 or 1
+                calls, latency = found["fops"].get(fop, [0, 0])
+                requests[pattern][path] = {
+                    "iops": found["mib_s"] * run_bench.MIB / 4096,
+                    "brick_calls_per_request": {fop_name: n / count for fop_name, (n, _) in found["fops"].items()},
+                    "brick_latency_us": latency / (calls or 1) / 1000,
+                    "client_cpu_us": 1e6 * found["client_cpu_s"] / count,
+                    "bricks_cpu_us": 1e6 * found["bricks_cpu_s"] / count,
+                    "machine_cpu_us": 1e6 * found["busy_s"] / count,
+                    # over the requests' own time (count / IOPS): qemu-img's connect is not in it
+                    "machine_cores": found["busy_s"] * found["mib_s"] * run_bench.MIB / 4096 / count}
     finally:
         _cli("volume", "profile", "virt3", "stop")
         os.unlink(fuse_file)
         run_bench.cleanup([name], VIRT3)
-    return rows
+    return {"writes": writes, "requests": requests}
 
 
 # -- replica3_knobs ---------------------------------------------------------------------------
@@ -331,7 +408,9 @@ def report_lines(results):
         if profile:
             lines += ["Where a sequential write's time goes: GlusterFS's own io-stats (`volume profile`) on "
                       "the first brick, and CPU time per GiB written of the client (the glusterfs FUSE "
-                      "process; for QEMU, qemu-img with libgfapi in it) and of the three bricks; from these "
+                      "process; for QEMU, qemu-img with libgfapi in it, a run less one of an eighth as many "
+                      "requests, so that libgfapi's connect, which the FUSE client made once at the mount, is "
+                      "not in it) and of the three bricks; from these "
                       "and the speed, the CPUs the client and the bricks kept busy, of this machine's "
                       f"{os.cpu_count()}. 128 KiB writes at depth 8 through QEMU "
                       "are what the FUSE client makes of one 1 MiB write: glusterfs's FUSE bridge offers "
@@ -346,6 +425,25 @@ def report_lines(results):
                 lines.append(f"| {what} | {speed:.0f} | {sizes} | {v['brick_write_latency_ns'] / 1e6:.2f} ms | "
                              f"{v['client_cpu_s_per_gib']:.2f} | {v['bricks_cpu_s_per_gib']:.2f} | "
                              f"{(v['client_cpu_s_per_gib'] + v['bricks_cpu_s_per_gib']) * speed / 1024:.2f} |")
+            lines.append("")
+        requests = r3.get("request_profile")
+        if requests:
+            lines += ["Where a 4 KiB request's time goes: the calls the three bricks get per request (GlusterFS's "
+                      "io-stats), the mean latency of a READ or WRITE at the brick, and the CPU time per request "
+                      "of the client, of the three bricks and of the whole machine (fio or qemu-img, the kernel "
+                      "and the loop device's worker too; QEMU's less its connect, as above); the last column is "
+                      f"how many of the machine's {os.cpu_count()} CPUs were busy while the requests ran. Where they all are, requests per second are the CPUs "
+                      "over the machine's CPU time per request, and a path's speed is what its requests cost.", "",
+                      "| pattern | path | IOPS | calls at the bricks per request | brick mean latency | client CPU "
+                      "us/request | bricks' CPU us/request | machine CPU us/request | CPUs busy |",
+                      "|---|---|---|---|---|---|---|---|---|"]
+            for pattern, paths in requests.items():
+                for path, v in paths.items():
+                    calls = ", ".join(f"{fop} {n:.2f}" for fop, n in sorted(v["brick_calls_per_request"].items(),
+                                                                           key=lambda item: -item[1]) if n >= 0.01)
+                    lines.append(f"| {pattern} | {path} | {v['iops']:.0f} | {calls} | {v['brick_latency_us']:.0f} us | "
+                                 f"{v['client_cpu_us']:.0f} | {v['bricks_cpu_us']:.0f} | {v['machine_cpu_us']:.0f} | "
+                                 f"{v['machine_cores']:.2f} |")
             lines.append("")
     k = results.get("replica3_knobs")
     if k:

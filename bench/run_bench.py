@@ -395,31 +395,42 @@ def fio(target, pattern, size_mib, seconds):
     return side["bw_bytes"] / MIB
 
 
-def qemu_bench(uri, pattern, seconds, block=None, depth=None):
-    """MiB/s from qemu-img bench on the gluster:// URI (QEMU's userspace
-    driver); block (bytes) and depth, when given, instead of the pattern's.
-    qemu-img bench runs a count of requests, not a time: a short run finds
-    the rate, and the measured one is `seconds` of requests at that rate."""
+def qemu_shape(pattern, block=None, depth=None):
+    """(request size in bytes, depth) of the pattern, or those given."""
     args = FIO_PATTERNS[pattern]
-    size = block or (1 * MIB if "1M" in args[1] else 4096)
-    depth = depth or int(args[2].split("=")[1])
+    return block or (1 * MIB if "1M" in args[1] else 4096), depth or int(args[2].split("=")[1])
+
+
+def qemu_run(uri, pattern, count, block=None, depth=None):
+    """MiB/s of `count` requests of qemu-img bench on the gluster:// URI
+    (QEMU's userspace driver), as qemu-img times them (its connect to the
+    volume excluded); block (bytes) and depth, when given, instead of the
+    pattern's. None if it failed."""
+    size, depth = qemu_shape(pattern, block, depth)
     write = ["-w"] if "write" in pattern else []
     step = ["-S", str(size * 7)] if "rand" in pattern else []  # a stride, qemu-img bench has no random offsets
+    out = subprocess.run(["qemu-img", "bench", "-f", "raw", "-t", "none", "-n", *write, "-c", str(count),
+                          "-d", str(depth), "-s", str(size), *step, uri],
+                         capture_output=True, text=True, timeout=600).stdout
+    match = re.search(r"Run completed in ([0-9.]+) seconds", out)
+    return (count * size / MIB) / float(match.group(1)) if match and float(match.group(1)) else None
 
-    def run(count):
-        out = subprocess.run(["qemu-img", "bench", "-f", "raw", "-t", "none", "-n", *write, "-c", str(count),
-                              "-d", str(depth), "-s", str(size), *step, uri],
-                             capture_output=True, text=True, timeout=600).stdout
-        match = re.search(r"Run completed in ([0-9.]+) seconds", out)
-        return float(match.group(1)) if match else None
 
-    probe = max(64, 4 * depth)
-    taken = run(probe)
-    if not taken:
-        return None
-    count = min(max(probe, int(seconds * probe / taken)), 1_000_000)
-    taken = run(count)
-    return (count * size / MIB) / taken if taken else None
+def qemu_count(uri, pattern, seconds, block=None, depth=None):
+    """How many requests qemu-img bench makes in about `seconds`: it runs a
+    count of requests, not a time, so a short run finds the rate. None if
+    that run failed."""
+    size, depth_of = qemu_shape(pattern, block, depth)
+    probe = max(64, 4 * depth_of)
+    rate = qemu_run(uri, pattern, probe, block, depth)
+    return min(max(probe, int(seconds * rate * MIB / size)), 1_000_000) if rate else None
+
+
+def qemu_bench(uri, pattern, seconds, block=None, depth=None):
+    """MiB/s of `seconds` of qemu-img bench on the gluster:// URI; block and
+    depth as for qemu_run."""
+    count = qemu_count(uri, pattern, seconds, block, depth)
+    return qemu_run(uri, pattern, count, block, depth) if count else None
 
 
 def data_path(size_mib, seconds, rounds, volume=GV0):
