@@ -290,7 +290,8 @@ def profile(size_mib, seconds):
             found = measure()
             gib = found["written"] / 2 ** 30 or 1
             calls, latency = found["fops"].get("WRITE", [0, 0])
-            writes[what] = {"mib_s": found["mib_s"], "brick_writes": {str(k): v for k, v in found["write_sizes"].items()},
+            writes[what] = {"mib_s": found["mib_s"],
+                            "brick_writes": {str(k): v for k, v in found["write_sizes"].items()},
                             "brick_write_latency_ns": latency / (calls or 1), "brick_gib": found["written"] / 2 ** 30,
                             "client_cpu_s_per_gib": found["client_cpu_s"] / gib,
                             "bricks_cpu_s_per_gib": found["bricks_cpu_s"] / gib}
@@ -432,8 +433,9 @@ def report_lines(results):
                       "io-stats), the mean latency of a READ or WRITE at the brick, and the CPU time per request "
                       "of the client, of the three bricks and of the whole machine (fio or qemu-img, the kernel "
                       "and the loop device's worker too; QEMU's less its connect, as above); the last column is "
-                      f"how many of the machine's {os.cpu_count()} CPUs were busy while the requests ran. Where they all are, requests per second are the CPUs "
-                      "over the machine's CPU time per request, and a path's speed is what its requests cost.", "",
+                      f"how many of the machine's {os.cpu_count()} CPUs were busy while the requests ran. Where "
+                      "they all are, requests per second are the CPUs over the machine's CPU time per request, "
+                      "and a path's speed is what its requests cost.", "",
                       "| pattern | path | IOPS | calls at the bricks per request | brick mean latency | client CPU "
                       "us/request | bricks' CPU us/request | machine CPU us/request | CPUs busy |",
                       "|---|---|---|---|---|---|---|---|---|"]
